@@ -1,0 +1,202 @@
+# pgo-fleet build.
+#
+#   make            build build/pgof-collector (and pgof, libpgof when present)
+#   make run        build and start a development collector on 127.0.0.1:8080
+#   make test       unit tests (plain and ASan+UBSan), integration tests, short fuzz
+#   make fuzz       run the fuzz targets for FUZZ_SECONDS each
+#   make proto      regenerate src/pprof/gen from proto/ with nanopb's generator
+#   make setup      install missing Debian packages (as root) or print the apt-get line
+#
+# SANITIZER=address|undefined|thread builds into build/<sanitizer>/ instead.
+# The effective flags are recorded in $(BUILD)/.flags so changing them rebuilds.
+
+CC      ?= cc
+CLANG   ?= clang
+PYTHON  := /usr/bin/python3
+
+OPT     ?= -O2
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wvla
+CFLAGS  ?= $(OPT) -g
+BASE_CFLAGS := $(CSTD) -fno-omit-frame-pointer -pthread -MMD -MP
+INCLUDES := -Isrc -Isrc/pprof/gen -Ivendor/nanopb -Ivendor/llhttp
+# nanopb: 32-bit field sizes, so a submessage larger than 64 KiB still decodes.
+NANOPB_DEFS := -DPB_FIELD_32BIT
+VENDOR_WARN := -w
+
+BUILD := build
+ifeq ($(SANITIZER),address)
+  BUILD := build/asan
+  SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
+else ifeq ($(SANITIZER),undefined)
+  BUILD := build/ubsan
+  SAN_FLAGS := -fsanitize=undefined -fno-sanitize-recover=all
+else ifeq ($(SANITIZER),thread)
+  BUILD := build/tsan
+  SAN_FLAGS := -fsanitize=thread
+endif
+
+ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) $(INCLUDES) $(NANOPB_DEFS)
+LDFLAGS ?=
+ALL_LDFLAGS := -pthread $(SAN_FLAGS) $(LDFLAGS)
+
+# ---- sources, by module -------------------------------------------------
+NANOPB_SRCS := vendor/nanopb/pb_common.c vendor/nanopb/pb_decode.c vendor/nanopb/pb_encode.c
+LLHTTP_SRCS := vendor/llhttp/api.c vendor/llhttp/http.c vendor/llhttp/llhttp.c
+PPROF_SRCS  := $(sort $(wildcard src/pprof/*.c) src/pprof/gen/profile.pb.c)
+COMMON_SRCS := $(wildcard src/common/*.c)
+COLLECTOR_SRCS := $(filter-out src/collector/main.c,$(wildcard src/collector/*.c))
+CLI_SRCS    := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
+EMBEDDED_SRCS := $(wildcard src/embedded/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBPPROF     := $(BUILD)/libpprof_engine.a
+LIBCOLLECTOR := $(BUILD)/libcollector.a
+COLLECTOR    := $(BUILD)/pgof-collector
+CLI          := $(BUILD)/pgof
+
+LIBS_PPROF     := -lz -lm
+LIBS_COLLECTOR := -luv -lz -lm
+LIBS_CLI       := -lcurl -lz -lm
+
+TARGETS := $(COLLECTOR)
+ifneq ($(wildcard src/cli/main.c),)
+  TARGETS += $(CLI)
+endif
+
+.PHONY: all run test unit integration fuzz proto setup setup-test clean bench stress memcheck
+all: $(TARGETS)
+
+# ---- flags record --------------------------------------------------------
+FLAGS_LINE := $(CC) $(ALL_CFLAGS) | $(ALL_LDFLAGS)
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(@D)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(FLAGS_LINE)' ]; then echo '$(FLAGS_LINE)' > $@; fi
+.PHONY: FORCE
+FORCE:
+
+# ---- compile ---------------------------------------------------------------
+$(BUILD)/obj/vendor/%.o: vendor/%.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(VENDOR_WARN) -c $< -o $@
+
+$(BUILD)/obj/src/pprof/gen/%.o: src/pprof/gen/%.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -c $< -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- libraries and programs -------------------------------------------------
+$(LIBPPROF): $(call obj,$(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBCOLLECTOR): $(call obj,$(COLLECTOR_SRCS) $(LLHTTP_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(COLLECTOR): $(call obj,src/collector/main.c) $(LIBCOLLECTOR) $(LIBPPROF)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_COLLECTOR)
+
+$(CLI): $(call obj,src/cli/main.c $(CLI_SRCS)) $(LIBPPROF)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CLI)
+
+# ---- unit tests ------------------------------------------------------------
+# test/<module>/test_*.c each become one cmocka binary linked with the
+# module's library. A test may #include the .c under test to reach statics;
+# it then must not also link that object, so tests link libraries (archives
+# only pull the objects not already defined).
+UNIT_SRCS := $(sort $(wildcard test/*/test_*.c))
+UNIT_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
+
+$(BUILD)/test/pprof/%: test/pprof/%.c $(LIBPPROF) $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPPROF) -lcmocka $(LIBS_PPROF)
+
+$(BUILD)/test/collector/%: test/collector/%.c $(LIBCOLLECTOR) $(LIBPPROF) $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBCOLLECTOR) $(LIBPPROF) -lcmocka $(LIBS_COLLECTOR)
+
+$(BUILD)/test/cli/%: test/cli/%.c $(LIBPPROF) $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPPROF) -lcmocka $(LIBS_CLI)
+
+unit-build: $(UNIT_BINS)
+.PHONY: unit-build
+
+# ---- fuzzing ---------------------------------------------------------------
+FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst test/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	$(INCLUDES) $(NANOPB_DEFS) -pthread
+FUZZ_SECONDS ?= 300
+
+build/fuzz/fuzz_pprof: test/fuzz/fuzz_pprof.c $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -lz -lm
+
+build/fuzz/fuzz_http: test/fuzz/fuzz_http.c $(COLLECTOR_SRCS) $(LLHTTP_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -luv -lz -lm
+
+fuzz-build: $(FUZZ_BINS)
+.PHONY: fuzz-build
+
+fuzz: setup-test fuzz-build
+	$(PYTHON) test/run.py --fuzz-only --fuzz-seconds $(FUZZ_SECONDS)
+
+# ---- top-level workflows --------------------------------------------------
+# A development collector: keys under ./dev/ (made once, never overwritten),
+# profiles in ./profiles. exec hands Ctrl-C straight to the collector.
+DEV_DIR := dev
+run: setup all
+	@mkdir -p $(DEV_DIR) && chmod 700 $(DEV_DIR)
+	@for k in submit merge; do f=$(DEV_DIR)/$${k}_keys; \
+	  if [ ! -s $$f ]; then (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > $$f; echo >> $$f); \
+	    echo "run: wrote a new $$k key to $$f"; fi; \
+	  echo "run: $$k key ($$f): $$(cat $$f)"; done
+	@PGOF_BIND_ADDRESS=$${PGOF_BIND_ADDRESS:-127.0.0.1:8080} PGOF_DIRECTORY=$${PGOF_DIRECTORY:-./profiles} \
+	  PGOF_SUBMIT_AUTH_KEYS_FILE=$(DEV_DIR)/submit_keys PGOF_MERGE_AUTH_KEYS_FILE=$(DEV_DIR)/merge_keys \
+	  exec $(COLLECTOR)
+
+test: setup-test
+	@$(MAKE) --no-print-directory all unit-build
+	@$(MAKE) --no-print-directory SANITIZER=address all unit-build
+	@$(MAKE) --no-print-directory fuzz-build
+	@$(PYTHON) test/run.py
+
+proto:
+	cd proto && nanopb_generator.py -q -D ../src/pprof/gen -f profile.options profile.proto
+
+# ---- set-up: Debian packages ---------------------------------------------
+BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libcurl4-openssl-dev
+TEST_PKGS  := libcmocka-dev python3 python3-pytest golang-go clang libclang-rt-14-dev \
+	nginx-light curl
+
+define install_pkgs
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "setup: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "setup: missing Debian packages; run: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+endef
+
+setup:
+	$(call install_pkgs,$(BUILD_PKGS))
+
+setup-test: setup
+	$(call install_pkgs,$(TEST_PKGS))
+
+clean:
+	rm -rf build

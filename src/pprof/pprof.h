@@ -1,0 +1,147 @@
+/*
+ * pprof.h: the pprof engine's public interface.
+ *
+ * DESIGN
+ * The engine reads pprof profiles (gzip-compressed or raw protobuf, as Go's
+ * runtime/pprof writes them), validates them, merges many into one running
+ * aggregate and writes the aggregate back out as a gzip-compressed profile.
+ * It knows nothing about sockets, libuv or files other than the descriptor it
+ * is handed, so the collector, the pgof command, the embedded profiler, the
+ * unit tests and the fuzzer all drive the same code.
+ *
+ * Threads: no function here touches global mutable state. A pprof_profile is
+ * immutable once decoded and may be read from any thread. A pprof_merger is
+ * not synchronised: the caller serialises every call on one merger (the
+ * collector runs them on its threadpool under its own lock).
+ *
+ * Errors: every fallible function returns 0 or a negative PPROF_E* code and,
+ * when the caller passes a pprof_error, fills it with the code and one short
+ * human sentence naming what is wrong and where. Nothing here aborts on
+ * hostile input; allocation sizes derived from input are checked.
+ *
+ * Ownership: "returns owned" means the caller frees with the matching _free
+ * function; every other pointer argument is borrowed for the call only.
+ */
+#ifndef PPROF_H
+#define PPROF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes: 0 is success, each failure is negative. */
+enum {
+    PPROF_OK = 0,
+    PPROF_EIO = -1,       /* reading the descriptor failed */
+    PPROF_EGZIP = -2,     /* gzip stream corrupt or truncated */
+    PPROF_ETOOBIG = -3,   /* inflated size passed the configured cap */
+    PPROF_EPROTO = -4,    /* protobuf wire format is malformed */
+    PPROF_EINVALID = -5,  /* well-formed protobuf, but not a valid profile */
+    PPROF_ENOTCPU = -6,   /* a valid profile, but not a Go CPU profile */
+    PPROF_EINCOMPAT = -7, /* profiles cannot be merged with each other */
+    PPROF_ENOMEM = -8,    /* allocation failed */
+    PPROF_ELIMIT = -9,    /* a table grew past its configured limit */
+    PPROF_EEMPTY = -10,   /* the input holds no bytes at all */
+    PPROF_EWRITE = -11,   /* the output sink reported failure */
+};
+
+/* Room for one human sentence; longer messages are truncated. */
+#define PPROF_ERRMSG_MAX 256
+
+typedef struct pprof_error {
+    int code;
+    char msg[PPROF_ERRMSG_MAX];
+} pprof_error;
+
+/* A short, constant name for an error code ("gzip", "too big", ...). */
+const char *pprof_strerror(int code);
+
+/* Default cap on the inflated (raw protobuf) size of one profile. */
+#define PPROF_DEFAULT_MAX_INFLATED ((uint64_t)256 << 20)
+
+typedef struct pprof_limits {
+    /* Largest inflated protobuf accepted, in bytes; 0 means the default. */
+    uint64_t max_inflated;
+} pprof_limits;
+
+/* ---- decoding and validation ---------------------------------------- */
+
+typedef struct pprof_profile pprof_profile;
+
+/*
+ * Decodes and structurally validates one profile from memory. gzip is
+ * detected by its magic bytes; anything else is taken as raw protobuf.
+ * lim may be NULL for the defaults. On success *out is owned by the caller.
+ */
+int pprof_decode_mem(const void *data, size_t len, const pprof_limits *lim,
+                     pprof_profile **out, pprof_error *err);
+
+/*
+ * The same, reading the descriptor from its current offset to end of file in
+ * bounded chunks (never a second copy of the whole input). Safe to call off
+ * the loop thread; the descriptor is borrowed, not closed.
+ */
+int pprof_decode_fd(int fd, const pprof_limits *lim, pprof_profile **out,
+                    pprof_error *err);
+
+/*
+ * The CPU-profile rule of the collector this project reimplements: period
+ * type cpu/nanoseconds, and exactly two sample types, samples/count then
+ * cpu/nanoseconds. Returns 0 or PPROF_ENOTCPU with the reason.
+ */
+int pprof_check_cpu(const pprof_profile *p, pprof_error *err);
+
+void pprof_profile_free(pprof_profile *p);
+
+/* ---- merging ---------------------------------------------------------- */
+
+/*
+ * A running aggregate: profiles are added one at a time and the sum can be
+ * encoded at any moment. Semantics follow google/pprof's profile.Merge; see
+ * docs/pprof.md for the corners where we differ. Memory grows with the
+ * number of distinct stacks, functions, locations and strings, never with
+ * the number of profiles added.
+ */
+typedef struct pprof_merger pprof_merger;
+
+/* Returns owned, or NULL when out of memory. */
+pprof_merger *pprof_merger_new(void);
+void pprof_merger_free(pprof_merger *m);
+
+/*
+ * Adds p into m. The first profile fixes the sample types and period type;
+ * a later profile that differs is refused with PPROF_EINCOMPAT and m is left
+ * exactly as it was.
+ */
+int pprof_merger_add(pprof_merger *m, const pprof_profile *p,
+                     pprof_error *err);
+
+/* How many profiles were added, and how many distinct samples m holds. */
+uint64_t pprof_merger_profiles(const pprof_merger *m);
+uint64_t pprof_merger_samples(const pprof_merger *m);
+
+/*
+ * Output sink: called with successive chunks of the encoded profile; returns
+ * 0 to go on or non-zero to stop (the encoder then fails with PPROF_EWRITE).
+ */
+typedef int (*pprof_write_cb)(void *ctx, const void *data, size_t len);
+
+/*
+ * Encodes the aggregate as a gzip-compressed pprof profile with compact,
+ * deduplicated tables. Fails with PPROF_EEMPTY if nothing was added.
+ */
+int pprof_merger_write(const pprof_merger *m, pprof_write_cb cb, void *ctx,
+                       pprof_error *err);
+
+/* Convenience: encode into a malloc'd buffer the caller frees (returns owned). */
+int pprof_merger_encode(const pprof_merger *m, uint8_t **out, size_t *out_len,
+                        pprof_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PPROF_H */
