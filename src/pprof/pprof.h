@@ -62,9 +62,20 @@ const char *pprof_strerror(int code);
 /* Default cap on the inflated (raw protobuf) size of one profile. */
 #define PPROF_DEFAULT_MAX_INFLATED ((uint64_t)256 << 20)
 
+/* Default cap on the memory one decoded profile's tables may use. */
+#define PPROF_DEFAULT_MAX_MEMORY ((uint64_t)1 << 30)
+
 typedef struct pprof_limits {
     /* Largest inflated protobuf accepted, in bytes; 0 means the default. */
     uint64_t max_inflated;
+    /*
+     * Largest memory, in bytes, the decoded tables of one profile may take
+     * (added after the first version; 0 means the default). A protobuf of
+     * empty samples costs 2 bytes per sample on the wire but tens in memory,
+     * so max_inflated alone does not bound memory; past this cap decoding
+     * fails with PPROF_ELIMIT.
+     */
+    uint64_t max_memory;
 } pprof_limits;
 
 /* ---- decoding and validation ---------------------------------------- */

@@ -1,0 +1,845 @@
+/*
+ * decode.c: reads one pprof profile from a descriptor or a memory buffer,
+ * gzip-compressed or raw, into the flat tables of internal.h.
+ *
+ * DESIGN
+ * Input flows through one reader: a source (fd or memory), an optional zlib
+ * inflater (gzip is recognised by its magic bytes 1f 8b, as Go's
+ * profile.ParseData does) and a window of inflated protobuf bytes. The
+ * window starts at 64 KiB and only grows when a single top-level field needs
+ * more contiguous bytes than it holds, doubling as bytes actually arrive, so
+ * a field that claims gigabytes but is followed by little data costs little.
+ * The whole inflated file is never held: memory is the window plus the
+ * tables, and every table is charged to a budget (pprof_limits.max_memory).
+ *
+ * The Profile message is walked by a small loop here rather than by one
+ * pb_decode call, for three reasons: (1) a submessage is handed to nanopb as
+ * a memory pb_istream_t over the window, which is much faster than nanopb
+ * pulling every byte through a read callback over inflate; (2) Go's parser
+ * refuses a second time_nanos (two concatenated profiles), which needs to see
+ * each occurrence of a scalar field; (3) strings and unknown fields are
+ * copied or skipped in bounded pieces without needing them contiguous.
+ * nanopb (with every repeated field a pb_callback_t, see
+ * proto/profile.options) decodes Sample, Label, Mapping, Location, Line,
+ * Function and ValueType; its callbacks append to the tables and fail
+ * (returning false, reason kept in the decode context) on budget overrun.
+ *
+ * Go writes samples before the string table, so nothing is checked against
+ * the string table while decoding; pprof__validate runs after the last byte.
+ *
+ * Concatenated gzip members are inflated one after another, like Go's
+ * multistream gzip.Reader; anything after a member that is not another gzip
+ * header is an error, as in Go. Threads: reentrant, safe off the loop thread.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "pb_decode.h"
+#include "pprof/internal.h"
+#include "profile.pb.h"
+
+#define WINDOW_MIN (64u << 10)
+#define INBUF_SIZE (64u << 10)
+
+typedef struct reader {
+    int fd; /* -1 when reading memory */
+    const uint8_t *mem;
+    size_t mem_len, mem_pos;
+    bool src_eof; /* the source has no more bytes */
+    uint64_t in_total; /* source bytes handed to zlib or the window */
+
+    bool gzip;
+    bool z_init;
+    bool z_member_end; /* inflate finished a member; next must be a header */
+    z_stream z;
+    uint8_t *inbuf; /* fd + gzip only */
+    size_t inbuf_len;
+
+    uint8_t *win;
+    bool win_owned;
+    size_t win_cap, pos, end; /* unread bytes are win[pos..end) */
+    uint64_t base;            /* protobuf offset of win[0] */
+    bool eof;                 /* no more protobuf bytes will come */
+
+    uint64_t max_inflated;
+    pprof__budget *budget;
+    pprof_error *err;
+} reader;
+
+/* ---- the reader ------------------------------------------------------- */
+
+/* Reads more source bytes into inbuf after the unconsumed ones (fd only). */
+static int src_read_fd(reader *r, uint8_t *dst, size_t cap, size_t *got)
+{
+    ssize_t n;
+
+    do {
+        n = read(r->fd, dst, cap);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return pprof__fail(r->err, PPROF_EIO,
+                           "reading the profile failed after %llu bytes: %s",
+                           (unsigned long long)r->in_total, strerror(errno));
+    *got = (size_t)n;
+    if (n == 0)
+        r->src_eof = true;
+    r->in_total += (uint64_t)n;
+    return 0;
+}
+
+/* Makes sure zlib has input, keeping at least the unconsumed bytes. */
+static int z_feed(reader *r)
+{
+    size_t got;
+    int rc;
+
+    if (r->src_eof)
+        return 0;
+    if (r->fd < 0) {
+        size_t chunk = r->mem_len - r->mem_pos;
+        if (chunk > (1u << 30))
+            chunk = 1u << 30;
+        /* Memory is contiguous: unconsumed bytes end where the chunk starts. */
+        if (r->z.avail_in == 0)
+            r->z.next_in = (Bytef *)(uintptr_t)(r->mem + r->mem_pos);
+        if (chunk > (1u << 30) - r->z.avail_in)
+            chunk = (1u << 30) - r->z.avail_in;
+        r->z.avail_in = (uInt)(r->z.avail_in + chunk);
+        r->mem_pos += chunk;
+        r->in_total += chunk;
+        if (r->mem_pos == r->mem_len)
+            r->src_eof = true;
+        return 0;
+    }
+    if (r->z.avail_in)
+        memmove(r->inbuf, r->z.next_in, r->z.avail_in);
+    rc = src_read_fd(r, r->inbuf + r->z.avail_in, INBUF_SIZE - r->z.avail_in,
+                     &got);
+    if (rc)
+        return rc;
+    r->z.next_in = r->inbuf;
+    r->z.avail_in += (uInt)got;
+    return 0;
+}
+
+/* After a gzip member ended: another member follows, or the input ends. */
+static int z_next_member(reader *r)
+{
+    int rc;
+
+    while (r->z.avail_in < 2 && !r->src_eof)
+        if ((rc = z_feed(r)))
+            return rc;
+    if (r->z.avail_in == 0) {
+        r->eof = true;
+        return 0;
+    }
+    if (r->z.avail_in < 2 || r->z.next_in[0] != 0x1f || r->z.next_in[1] != 0x8b)
+        return pprof__fail(r->err, PPROF_EGZIP,
+                           "unexpected data after the gzip stream at input byte %llu",
+                           (unsigned long long)(r->in_total - r->z.avail_in));
+    if (inflateReset(&r->z) != Z_OK)
+        return pprof__fail(r->err, PPROF_EGZIP, "gzip reset failed");
+    r->z_member_end = false;
+    return 0;
+}
+
+/* Appends up to room inflated or raw bytes at win[end]. */
+static int produce(reader *r, size_t room)
+{
+    uint64_t produced = r->base + r->end;
+    int zr, rc;
+
+    if (produced >= r->max_inflated) {
+        /* One byte past the cap proves the input is too big. */
+        room = 1;
+    } else if (room > r->max_inflated - produced + 1) {
+        room = (size_t)(r->max_inflated - produced + 1);
+    }
+    if (!r->gzip) {
+        size_t got;
+        if ((rc = src_read_fd(r, r->win + r->end, room, &got)))
+            return rc;
+        r->end += got;
+        if (got == 0)
+            r->eof = true;
+        goto check;
+    }
+    if (r->z_member_end)
+        return z_next_member(r);
+    if (r->z.avail_in == 0 && (rc = z_feed(r)))
+        return rc;
+    r->z.next_out = r->win + r->end;
+    r->z.avail_out = (uInt)(room > (1u << 30) ? (1u << 30) : room);
+    zr = inflate(&r->z, Z_NO_FLUSH);
+    r->end = (size_t)(r->z.next_out - r->win);
+    switch (zr) {
+    case Z_OK:
+        break;
+    case Z_STREAM_END:
+        r->z_member_end = true;
+        break;
+    case Z_BUF_ERROR:
+        if (r->z.avail_in == 0 && r->src_eof)
+            return pprof__fail(r->err, PPROF_EGZIP,
+                               "gzip stream truncated after %llu bytes",
+                               (unsigned long long)r->in_total);
+        break; /* no progress this round; more input will come */
+    case Z_MEM_ERROR:
+        return pprof__fail(r->err, PPROF_ENOMEM, "out of memory inflating gzip");
+    default:
+        return pprof__fail(r->err, PPROF_EGZIP,
+                           "gzip stream corrupt near input byte %llu: %s",
+                           (unsigned long long)(r->in_total - r->z.avail_in),
+                           r->z.msg ? r->z.msg : "bad data");
+    }
+check:
+    if (r->base + r->end > r->max_inflated)
+        return pprof__fail(r->err, PPROF_ETOOBIG,
+                           "the profile inflates to more than the %llu-byte limit",
+                           (unsigned long long)r->max_inflated);
+    return 0;
+}
+
+/*
+ * Makes at least want unread bytes contiguous at win[pos], or as many as the
+ * input still has (check r->end - r->pos). The window grows only when it is
+ * full of unread bytes, so its size follows the data really present.
+ */
+static int fill(reader *r, size_t want)
+{
+    int rc;
+
+    while (r->end - r->pos < want && !r->eof) {
+        if (r->end == r->win_cap) {
+            if (r->pos > 0) {
+                memmove(r->win, r->win + r->pos, r->end - r->pos);
+                r->base += r->pos;
+                r->end -= r->pos;
+                r->pos = 0;
+            } else {
+                size_t ncap = r->win_cap * 2;
+                uint8_t *nw;
+                if (ncap < r->win_cap || ncap - r->win_cap >
+                        (r->budget->limit ? r->budget->limit - r->budget->used : SIZE_MAX))
+                    return pprof__fail(r->err, PPROF_ELIMIT,
+                                       "a field at byte %llu needs more than the memory limit",
+                                       (unsigned long long)r->base);
+                nw = pprof__realloc(r->win, ncap);
+                if (!nw)
+                    return pprof__fail(r->err, PPROF_ENOMEM,
+                                       "out of memory buffering a %zu-byte field", want);
+                r->budget->used += ncap - r->win_cap;
+                r->win = nw;
+                r->win_cap = ncap;
+            }
+        }
+        if ((rc = produce(r, r->win_cap - r->end)))
+            return rc;
+    }
+    return 0;
+}
+
+static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
+                       const pprof_limits *lim, pprof__budget *budget,
+                       pprof_error *err)
+{
+    uint8_t magic[2];
+    size_t have = 0;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = fd;
+    r->mem = mem;
+    r->mem_len = len;
+    r->err = err;
+    r->budget = budget;
+    r->max_inflated = lim && lim->max_inflated ? lim->max_inflated
+                                               : PPROF_DEFAULT_MAX_INFLATED;
+    if (fd < 0) {
+        have = len < 2 ? len : 2;
+        memcpy(magic, mem, have);
+    } else {
+        /* The two magic bytes go to the front of the first buffer used. */
+        while (have < 2 && !r->src_eof) {
+            size_t got;
+            if ((rc = src_read_fd(r, magic + have, 2 - have, &got)))
+                return rc;
+            have += got;
+        }
+    }
+    if (have == 0 && (fd >= 0 || len == 0))
+        return pprof__fail(err, PPROF_EEMPTY, "the input is empty");
+    r->gzip = have == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+
+    if (fd < 0 && !r->gzip) {
+        /* Raw protobuf in memory: the window is the caller's buffer. */
+        if (len > r->max_inflated)
+            return pprof__fail(err, PPROF_ETOOBIG,
+                               "the profile is %zu bytes, more than the %llu-byte limit",
+                               len, (unsigned long long)r->max_inflated);
+        r->win = (uint8_t *)(uintptr_t)mem;
+        r->win_cap = r->end = len;
+        r->eof = r->src_eof = true;
+        r->in_total = len;
+        return 0;
+    }
+    r->win = pprof__malloc(WINDOW_MIN);
+    if (!r->win)
+        return pprof__fail(err, PPROF_ENOMEM, "out of memory");
+    r->win_owned = true;
+    r->win_cap = WINDOW_MIN;
+    budget->used += WINDOW_MIN;
+    if (!r->gzip) {
+        memcpy(r->win, magic, have);
+        r->end = have;
+        if (r->src_eof)
+            r->eof = true;
+        return 0;
+    }
+    r->z.zalloc = pprof__zalloc;
+    r->z.zfree = pprof__zfree;
+    if (fd >= 0) {
+        r->inbuf = pprof__malloc(INBUF_SIZE);
+        if (!r->inbuf)
+            return pprof__fail(err, PPROF_ENOMEM, "out of memory");
+        memcpy(r->inbuf, magic, 2);
+        r->z.next_in = r->inbuf;
+        r->z.avail_in = 2;
+    }
+    /* 16 + MAX_WBITS: a gzip wrapper only (zlib's documented convention). */
+    switch (inflateInit2(&r->z, 16 + MAX_WBITS)) {
+    case Z_OK:
+        break;
+    case Z_MEM_ERROR:
+        return pprof__fail(err, PPROF_ENOMEM, "out of memory starting zlib");
+    default:
+        return pprof__fail(err, PPROF_EGZIP, "zlib failed to start");
+    }
+    r->z_init = true;
+    return 0;
+}
+
+static void reader_close(reader *r)
+{
+    if (r->z_init)
+        inflateEnd(&r->z);
+    pprof__free(r->inbuf);
+    if (r->win_owned)
+        pprof__free(r->win);
+}
+
+/* Bytes consumed, for messages: the protobuf offset of the next unread byte. */
+static uint64_t reader_off(const reader *r)
+{
+    return r->base + r->pos;
+}
+
+/* Parses a varint from win[pos..end); returns 0 or PPROF_EPROTO. */
+static int read_varint(reader *r, uint64_t *out)
+{
+    uint64_t v = 0;
+    unsigned shift = 0;
+    size_t i = r->pos;
+    int rc;
+
+    if ((rc = fill(r, 10)))
+        return rc;
+    i = r->pos;
+    while (i < r->end && shift < 64) {
+        uint8_t b = r->win[i++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            r->pos = i;
+            *out = v;
+            return 0;
+        }
+        shift += 7;
+    }
+    if (i == r->end)
+        return pprof__fail(r->err, PPROF_EPROTO,
+                           "protobuf truncated in a varint at byte %llu",
+                           (unsigned long long)reader_off(r));
+    return pprof__fail(r->err, PPROF_EPROTO, "varint longer than 10 bytes at byte %llu",
+                       (unsigned long long)reader_off(r));
+}
+
+/* Consumes n bytes; fn (if set) receives them in pieces. */
+static int consume(reader *r, uint64_t n,
+                   int (*fn)(void *ctx, const uint8_t *p, size_t len), void *ctx)
+{
+    uint64_t start = reader_off(r);
+    int rc;
+
+    while (n > 0) {
+        size_t take;
+        if ((rc = fill(r, 1)))
+            return rc;
+        if (r->pos == r->end)
+            return pprof__fail(r->err, PPROF_EPROTO,
+                               "protobuf truncated: a field at byte %llu needs %llu more bytes",
+                               (unsigned long long)start, (unsigned long long)n);
+        take = r->end - r->pos;
+        if (take > n)
+            take = (size_t)n;
+        if (fn && (rc = fn(ctx, r->win + r->pos, take)))
+            return rc;
+        r->pos += take;
+        n -= take;
+    }
+    return 0;
+}
+
+/* ---- nanopb callbacks -------------------------------------------------- */
+
+typedef struct dctx {
+    pprof_profile *p;
+    int rc; /* why a callback failed: PPROF_ENOMEM or PPROF_ELIMIT */
+} dctx;
+
+static inline bool push(dctx *c, pprof__vec *v, size_t size, const void *elem)
+{
+    int rc;
+
+    if (v->n == v->cap && (rc = pprof__vec_grow(v, size, 1, &c->p->budget))) {
+        c->rc = rc;
+        return false;
+    }
+    memcpy((char *)v->p + v->n * size, elem, size);
+    v->n++;
+    return true;
+}
+
+static bool on_locid(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    dctx *c = *arg;
+    uint64_t v;
+
+    (void)f;
+    while (s->bytes_left) {
+        if (!pb_decode_varint(s, &v))
+            return false;
+        if (!push(c, &c->p->locids, sizeof(v), &v))
+            return false;
+    }
+    return true;
+}
+
+static bool on_value(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    dctx *c = *arg;
+    uint64_t v;
+    int64_t sv;
+
+    (void)f;
+    while (s->bytes_left) {
+        if (!pb_decode_varint(s, &v))
+            return false;
+        sv = (int64_t)v;
+        if (!push(c, &c->p->values, sizeof(sv), &sv))
+            return false;
+    }
+    return true;
+}
+
+static bool on_label(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    dctx *c = *arg;
+    perftools_profiles_Label m = perftools_profiles_Label_init_zero;
+    pprof__label l;
+
+    (void)f;
+    if (!pb_decode(s, perftools_profiles_Label_fields, &m))
+        return false;
+    l.key = m.key;
+    l.str = m.str;
+    l.num = m.num;
+    l.num_unit = m.num_unit;
+    return push(c, &c->p->labels, sizeof(l), &l);
+}
+
+static bool on_line(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    dctx *c = *arg;
+    perftools_profiles_Line m = perftools_profiles_Line_init_zero;
+    pprof__line l;
+
+    (void)f;
+    if (!pb_decode(s, perftools_profiles_Line_fields, &m))
+        return false;
+    l.function_id = m.function_id;
+    l.line = m.line;
+    l.function = PPROF__NONE;
+    return push(c, &c->p->lines, sizeof(l), &l);
+}
+
+/* ---- the Profile message ---------------------------------------------- */
+
+static const char *const field_names[] = {
+    "", "sample_type", "sample", "mapping", "location", "function",
+    "string_table", "drop_frames", "keep_frames", "time_nanos",
+    "duration_nanos", "period_type", "period", "comment", "default_sample_type",
+};
+
+static int nanopb_fail(reader *r, dctx *c, pb_istream_t *s, int field,
+                       uint64_t off)
+{
+    if (c->rc)
+        return pprof__fail(r->err, c->rc,
+                           c->rc == PPROF_ENOMEM ? "out of memory decoding %s at byte %llu"
+                                                 : "%s at byte %llu passes the memory limit",
+                           field_names[field], (unsigned long long)off);
+    return pprof__fail(r->err, PPROF_EPROTO, "malformed %s at byte %llu: %s",
+                       field_names[field], (unsigned long long)off, PB_GET_ERROR(s));
+}
+
+static int table_full(reader *r, int rc, int field, uint64_t off)
+{
+    return pprof__fail(r->err, rc,
+                       rc == PPROF_ENOMEM ? "out of memory decoding %s at byte %llu"
+                                          : "%s at byte %llu passes the memory limit",
+                       field_names[field], (unsigned long long)off);
+}
+
+/* Decodes one length-delimited submessage sitting whole in the window. */
+static int decode_message(reader *r, pprof_profile *p, int field,
+                          const uint8_t *buf, size_t len, uint64_t off)
+{
+    pb_istream_t s = pb_istream_from_buffer(buf, len);
+    dctx c = {p, 0};
+    int rc = 0;
+
+    switch (field) {
+    case perftools_profiles_Profile_sample_type_tag:
+    case perftools_profiles_Profile_period_type_tag: {
+        perftools_profiles_ValueType m = perftools_profiles_ValueType_init_zero;
+        pprof__valuetype vt;
+        if (!pb_decode(&s, perftools_profiles_ValueType_fields, &m))
+            return nanopb_fail(r, &c, &s, field, off);
+        vt.type = m.type;
+        vt.unit = m.unit;
+        if (field == perftools_profiles_Profile_period_type_tag) {
+            p->period_type = vt;
+            p->has_period_type = true;
+        } else if (!push(&c, &p->sample_types, sizeof(vt), &vt)) {
+            return table_full(r, c.rc, field, off);
+        }
+        return 0;
+    }
+    case perftools_profiles_Profile_sample_tag: {
+        perftools_profiles_Sample m = perftools_profiles_Sample_init_zero;
+        pprof__sample smp;
+        m.location_id.funcs.decode = on_locid;
+        m.location_id.arg = &c;
+        m.value.funcs.decode = on_value;
+        m.value.arg = &c;
+        m.label.funcs.decode = on_label;
+        m.label.arg = &c;
+        smp.loc_off = (uint32_t)p->locids.n;
+        smp.val_off = (uint32_t)p->values.n;
+        smp.label_off = (uint32_t)p->labels.n;
+        if (!pb_decode(&s, perftools_profiles_Sample_fields, &m))
+            return nanopb_fail(r, &c, &s, field, off);
+        if (p->locids.n > UINT32_MAX || p->values.n > UINT32_MAX ||
+            p->labels.n > UINT32_MAX)
+            return table_full(r, PPROF_ELIMIT, field, off);
+        smp.nloc = (uint32_t)p->locids.n - smp.loc_off;
+        smp.nval = (uint32_t)p->values.n - smp.val_off;
+        smp.nlabel = (uint32_t)p->labels.n - smp.label_off;
+        if (!push(&c, &p->samples, sizeof(smp), &smp))
+            rc = table_full(r, c.rc, field, off);
+        return rc;
+    }
+    case perftools_profiles_Profile_mapping_tag: {
+        perftools_profiles_Mapping m = perftools_profiles_Mapping_init_zero;
+        pprof__mapping mp;
+        if (!pb_decode(&s, perftools_profiles_Mapping_fields, &m))
+            return nanopb_fail(r, &c, &s, field, off);
+        mp.id = m.id;
+        mp.start = m.memory_start;
+        mp.limit = m.memory_limit;
+        mp.offset = m.file_offset;
+        mp.filename = m.filename;
+        mp.build_id = m.build_id;
+        mp.flags = (uint8_t)((m.has_functions ? PPROF__MAP_FUNCTIONS : 0) |
+                             (m.has_filenames ? PPROF__MAP_FILENAMES : 0) |
+                             (m.has_line_numbers ? PPROF__MAP_LINES : 0) |
+                             (m.has_inline_frames ? PPROF__MAP_INLINE : 0));
+        if (!push(&c, &p->mappings, sizeof(mp), &mp))
+            rc = table_full(r, c.rc, field, off);
+        return rc;
+    }
+    case perftools_profiles_Profile_location_tag: {
+        perftools_profiles_Location m = perftools_profiles_Location_init_zero;
+        pprof__location loc;
+        m.line.funcs.decode = on_line;
+        m.line.arg = &c;
+        loc.line_off = (uint32_t)p->lines.n;
+        if (!pb_decode(&s, perftools_profiles_Location_fields, &m))
+            return nanopb_fail(r, &c, &s, field, off);
+        if (p->lines.n > UINT32_MAX)
+            return table_full(r, PPROF_ELIMIT, field, off);
+        loc.nline = (uint32_t)p->lines.n - loc.line_off;
+        loc.id = m.id;
+        loc.mapping_id = m.mapping_id;
+        loc.address = m.address;
+        loc.is_folded = m.is_folded;
+        loc.mapping = PPROF__NONE;
+        if (!push(&c, &p->locations, sizeof(loc), &loc))
+            rc = table_full(r, c.rc, field, off);
+        return rc;
+    }
+    case perftools_profiles_Profile_function_tag: {
+        perftools_profiles_Function m = perftools_profiles_Function_init_zero;
+        pprof__function fn;
+        if (!pb_decode(&s, perftools_profiles_Function_fields, &m))
+            return nanopb_fail(r, &c, &s, field, off);
+        fn.id = m.id;
+        fn.name = m.name;
+        fn.system_name = m.system_name;
+        fn.filename = m.filename;
+        fn.start_line = m.start_line;
+        if (!push(&c, &p->functions, sizeof(fn), &fn))
+            rc = table_full(r, c.rc, field, off);
+        return rc;
+    }
+    case perftools_profiles_Profile_comment_tag:
+        /* Packed comment indices. */
+        while (s.bytes_left) {
+            uint64_t v;
+            if (!pb_decode_varint(&s, &v))
+                return nanopb_fail(r, &c, &s, field, off);
+            if (!push(&c, &p->comments, sizeof(v), &v))
+                return table_full(r, c.rc, field, off);
+        }
+        return 0;
+    }
+    return 0;
+}
+
+static int append_bytes(void *ctx, const uint8_t *b, size_t n)
+{
+    pprof_profile *p = ctx;
+    int rc;
+
+    if ((rc = pprof__vec_grow(&p->strbytes, 1, n, &p->budget)))
+        return rc;
+    memcpy((char *)p->strbytes.p + p->strbytes.n, b, n);
+    p->strbytes.n += n;
+    return 0;
+}
+
+static int decode_string(reader *r, pprof_profile *p, uint64_t len, uint64_t off)
+{
+    pprof__strref ref;
+    int rc;
+
+    if (p->strbytes.n + len > UINT32_MAX)
+        return table_full(r, PPROF_ELIMIT, perftools_profiles_Profile_string_table_tag, off);
+    ref.off = (uint32_t)p->strbytes.n;
+    ref.len = (uint32_t)len;
+    rc = consume(r, len, append_bytes, p);
+    if (rc == PPROF_ENOMEM || rc == PPROF_ELIMIT)
+        return table_full(r, rc, perftools_profiles_Profile_string_table_tag, off);
+    if (rc)
+        return rc;
+    if ((rc = pprof__vec_grow(&p->strings, sizeof(ref), 1, &p->budget)))
+        return table_full(r, rc, perftools_profiles_Profile_string_table_tag, off);
+    PPROF__AT(p->strings, pprof__strref, p->strings.n++) = ref;
+    return 0;
+}
+
+static int scalar_field(reader *r, pprof_profile *p, uint32_t field, uint64_t v,
+                        uint64_t off)
+{
+    int64_t sv = (int64_t)v;
+
+    switch (field) {
+    case perftools_profiles_Profile_drop_frames_tag: p->drop_frames = sv; break;
+    case perftools_profiles_Profile_keep_frames_tag: p->keep_frames = sv; break;
+    case perftools_profiles_Profile_time_nanos_tag:
+        /* Go's decoder: a second time_nanos means two profiles were
+         * concatenated ("concatenated profiles detected"). */
+        if (p->time_nanos != 0)
+            return pprof__fail(r->err, PPROF_EINVALID,
+                               "time_nanos appears twice (at byte %llu): "
+                               "the input holds concatenated profiles",
+                               (unsigned long long)off);
+        p->time_nanos = sv;
+        break;
+    case perftools_profiles_Profile_duration_nanos_tag: p->duration_nanos = sv; break;
+    case perftools_profiles_Profile_period_tag: p->period = sv; break;
+    case perftools_profiles_Profile_default_sample_type_tag:
+        p->default_sample_type = sv;
+        break;
+    case perftools_profiles_Profile_comment_tag: {
+        int rc = pprof__vec_grow(&p->comments, sizeof(sv), 1, &p->budget);
+        if (rc)
+            return table_full(r, rc, (int)field, off);
+        PPROF__AT(p->comments, int64_t, p->comments.n++) = sv;
+        break;
+    }
+    }
+    return 0;
+}
+
+/* Wire type each known Profile field must use (packed comment may be 2). */
+static int expected_wire(uint32_t field)
+{
+    switch (field) {
+    case 1: case 2: case 3: case 4: case 5: case 6: case 11:
+        return PB_WT_STRING;
+    default:
+        return PB_WT_VARINT;
+    }
+}
+
+static int decode_profile(reader *r, pprof_profile *p)
+{
+    uint64_t tag, len, v, off;
+    uint32_t field;
+    int wt, rc;
+
+    for (;;) {
+        if ((rc = fill(r, 20)))
+            return rc;
+        if (r->pos == r->end)
+            return 0;
+        off = reader_off(r);
+        if ((rc = read_varint(r, &tag)))
+            return rc;
+        if (tag >> 3 == 0 || tag >> 3 > UINT32_MAX)
+            return pprof__fail(r->err, PPROF_EPROTO,
+                               "invalid field number %llu at byte %llu",
+                               (unsigned long long)(tag >> 3), (unsigned long long)off);
+        field = (uint32_t)(tag >> 3);
+        wt = (int)(tag & 7);
+        if (field <= 14 && wt != expected_wire(field) &&
+            !(field == perftools_profiles_Profile_comment_tag && wt == PB_WT_STRING))
+            return pprof__fail(r->err, PPROF_EPROTO,
+                               "field %s at byte %llu has wire type %d, expected %d",
+                               field_names[field], (unsigned long long)off, wt,
+                               expected_wire(field));
+        switch (wt) {
+        case PB_WT_VARINT:
+            if ((rc = read_varint(r, &v)))
+                return rc;
+            if ((rc = scalar_field(r, p, field, v, off)))
+                return rc;
+            break;
+        case PB_WT_64BIT:
+            if ((rc = consume(r, 8, NULL, NULL)))
+                return rc;
+            break;
+        case PB_WT_32BIT:
+            if ((rc = consume(r, 4, NULL, NULL)))
+                return rc;
+            break;
+        case PB_WT_STRING:
+            if ((rc = read_varint(r, &len)))
+                return rc;
+            if (len > r->max_inflated)
+                return pprof__fail(r->err, PPROF_ETOOBIG,
+                                   "field %u at byte %llu claims %llu bytes, more than the %llu-byte limit",
+                                   field, (unsigned long long)off, (unsigned long long)len,
+                                   (unsigned long long)r->max_inflated);
+            if (field == perftools_profiles_Profile_string_table_tag) {
+                if ((rc = decode_string(r, p, len, off)))
+                    return rc;
+            } else if (field > 14 || field == 7 || field == 8 || field == 9 ||
+                       field == 10 || field == 12 || field == 14) {
+                if ((rc = consume(r, len, NULL, NULL)))
+                    return rc;
+            } else {
+                if ((rc = fill(r, (size_t)len)))
+                    return rc;
+                if (r->end - r->pos < len)
+                    return pprof__fail(r->err, PPROF_EPROTO,
+                                       "protobuf truncated: %s at byte %llu needs %llu bytes, only %zu remain",
+                                       field_names[field], (unsigned long long)off,
+                                       (unsigned long long)len, r->end - r->pos);
+                rc = decode_message(r, p, (int)field, r->win + r->pos, (size_t)len, off);
+                if (rc)
+                    return rc;
+                r->pos += (size_t)len;
+            }
+            break;
+        default:
+            return pprof__fail(r->err, PPROF_EPROTO,
+                               "unsupported wire type %d at byte %llu", wt,
+                               (unsigned long long)off);
+        }
+    }
+}
+
+/* ---- public entry points ------------------------------------------------ */
+
+void pprof_profile_free(pprof_profile *p)
+{
+    if (!p)
+        return;
+    pprof__vec_free(&p->sample_types);
+    pprof__vec_free(&p->samples);
+    pprof__vec_free(&p->mappings);
+    pprof__vec_free(&p->locations);
+    pprof__vec_free(&p->functions);
+    pprof__vec_free(&p->strings);
+    pprof__vec_free(&p->comments);
+    pprof__vec_free(&p->locids);
+    pprof__vec_free(&p->values);
+    pprof__vec_free(&p->labels);
+    pprof__vec_free(&p->lines);
+    pprof__vec_free(&p->strbytes);
+    pprof__free(p);
+}
+
+static int decode(int fd, const void *data, size_t len, const pprof_limits *lim,
+                  pprof_profile **out, pprof_error *err)
+{
+    pprof_profile *p;
+    reader r;
+    int rc;
+
+    *out = NULL;
+    p = pprof__calloc(1, sizeof(*p));
+    if (!p)
+        return pprof__fail(err, PPROF_ENOMEM, "out of memory");
+    p->budget.limit = lim && lim->max_memory ? lim->max_memory : PPROF_DEFAULT_MAX_MEMORY;
+    if ((rc = reader_open(&r, fd, data, len, lim, &p->budget, err)))
+        goto cleanup;
+    if ((rc = decode_profile(&r, p)))
+        goto cleanup;
+    p->inflated = reader_off(&r);
+    if (p->inflated == 0) {
+        rc = pprof__fail(err, PPROF_EEMPTY, "the gzip stream inflates to no bytes");
+        goto cleanup;
+    }
+    if ((rc = pprof__validate(p, err)))
+        goto cleanup;
+    *out = p;
+    p = NULL;
+cleanup:
+    reader_close(&r);
+    pprof_profile_free(p);
+    return rc;
+}
+
+int pprof_decode_mem(const void *data, size_t len, const pprof_limits *lim,
+                     pprof_profile **out, pprof_error *err)
+{
+    if (!data)
+        len = 0;
+    return decode(-1, data ? data : "", len, lim, out, err);
+}
+
+int pprof_decode_fd(int fd, const pprof_limits *lim, pprof_profile **out,
+                    pprof_error *err)
+{
+    if (fd < 0) {
+        *out = NULL;
+        return pprof__fail(err, PPROF_EIO, "invalid file descriptor %d", fd);
+    }
+    return decode(fd, NULL, 0, lim, out, err);
+}
