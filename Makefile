@@ -6,6 +6,7 @@
 #   make fuzz       run the fuzz targets for FUZZ_SECONDS each
 #   make proto      regenerate src/pprof/gen from proto/ with nanopb's generator
 #   make setup      install missing Debian packages (as root) or print the apt-get line
+#   make docker-rootfs-check  run the image's runtime stage in a debootstrapped root
 #
 # SANITIZER=address|undefined|thread builds into build/<sanitizer>/ instead.
 # The effective flags are recorded in $(BUILD)/.flags so changing them rebuilds.
@@ -176,7 +177,7 @@ proto:
 # ---- set-up: Debian packages ---------------------------------------------
 BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libcurl4-openssl-dev
 TEST_PKGS  := libcmocka-dev python3 python3-pytest golang-go clang libclang-rt-14-dev \
-	nginx-light curl
+	nginx-light curl python3-yaml systemd
 
 define install_pkgs
 	@missing=""; for p in $(1); do \
@@ -197,6 +198,16 @@ setup:
 
 setup-test: setup
 	$(call install_pkgs,$(TEST_PKGS))
+
+# ---- deployment ------------------------------------------------------------
+# The container image's runtime stage rebuilt in a debootstrapped bookworm
+# root, then the binaries run there as the image's user (see
+# test/deploy/rootfs_check.py). Needs root and the Debian archive; minutes
+# the first time, so it is not part of `make test`.
+docker-rootfs-check: all
+	$(call install_pkgs,debootstrap)
+	@$(PYTHON) test/deploy/rootfs_check.py
+.PHONY: docker-rootfs-check
 
 clean:
 	rm -rf build
