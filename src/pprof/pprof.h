@@ -151,6 +151,50 @@ int pprof_merger_write(const pprof_merger *m, pprof_write_cb cb, void *ctx,
 int pprof_merger_encode(const pprof_merger *m, uint8_t **out, size_t *out_len,
                         pprof_error *err);
 
+/* ---- summary (src/pprof/summary.c, for `pgof inspect`) ---------------- */
+
+/* One function name and its cost in the summary's chosen value. */
+typedef struct pprof_summary_func {
+    char *name;    /* owned by the summary */
+    int64_t flat;  /* value of samples whose leaf frame is this function */
+    int64_t cum;   /* value of samples with this function anywhere on the
+                      stack, counted once per sample */
+} pprof_summary_func;
+
+typedef struct pprof_summary_type {
+    char *type, *unit; /* owned by the summary */
+} pprof_summary_type;
+
+/*
+ * What `pgof inspect` prints. Every string is owned by the summary, so it
+ * outlives the profile. Flat and cum follow `go tool pprof -top` at function
+ * granularity: frames grouped by function name, inlined frames as their own
+ * functions, recursion counted once per sample; locations without lines are
+ * grouped as "(unknown)".
+ */
+typedef struct pprof_summary {
+    size_t ntypes;
+    pprof_summary_type *types;  /* the sample types, in order */
+    int64_t *totals;            /* per sample type: the sum over all samples */
+    size_t value_index;         /* the type flat/cum use: default_sample_type,
+                                   else the last (pprof's rule) */
+    char *period_type, *period_unit; /* "" when the profile has none */
+    int64_t period, time_nanos, duration_nanos;
+    uint64_t samples;           /* sample records */
+    uint64_t stacks;            /* distinct location sequences */
+    uint64_t locations, functions, mappings, strings; /* table sizes */
+    uint64_t inflated;          /* bytes of raw protobuf decoded */
+    size_t nfuncs;
+    pprof_summary_func *funcs;  /* every name with a non-zero cost, by flat
+                                   descending, then cum, then name */
+} pprof_summary;
+
+/* Summarises p. On success *out is owned by the caller (pprof_summary_free).
+ * Fails only with PPROF_ENOMEM (or PPROF_EINVALID for an unvalidated p). */
+int pprof_summarize(const pprof_profile *p, pprof_summary **out,
+                    pprof_error *err);
+void pprof_summary_free(pprof_summary *s);
+
 #ifdef __cplusplus
 }
 #endif

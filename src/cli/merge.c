@@ -1,0 +1,181 @@
+/*
+ * merge.c: `pgof merge FILE... [-o OUT]`: merge profiles offline with the
+ * pprof engine, the same code the collector runs.
+ *
+ * DESIGN
+ * A drop-in for `go tool pprof -proto a b > out`: every input is decoded
+ * and added to one pprof_merger in argument order, and the aggregate is
+ * encoded as a gzip-compressed profile. The first input fixes the sample and
+ * period types; an input the engine refuses (undecodable, or incompatible
+ * with the first) stops the merge with the file's name and the engine's
+ * reason, and nothing is written. Inputs are not required to be CPU
+ * profiles, as with go tool pprof; --cpu adds the collector's CPU-profile
+ * check for scripts that build PGO inputs.
+ *
+ * The output goes through outfile.c: OUT appears whole or not at all. With
+ * no -o the profile goes to stdout, unless stdout is a terminal.
+ *
+ * Memory: one decoded input at a time plus the aggregate.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "pprof/pprof.h"
+
+static const char usage[] =
+    "Usage: pgof merge [OPTIONS] FILE... [-o OUT]\n"
+    "\n"
+    "Merges pprof profiles into one gzip-compressed profile, like\n"
+    "'go tool pprof -proto FILE... > OUT', without a Go toolchain.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output OUT   where to write the merged profile ('-': standard output,\n"
+    "                     the default when standard output is not a terminal)\n"
+    "      --cpu          refuse inputs that are not Go CPU profiles\n"
+    "  -q, --quiet        print errors only\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "Exit status: 0 written, 1 failed (an input is invalid or incompatible),\n"
+    "2 usage error.\n";
+
+enum { OPT_CPU = 256 };
+
+static const struct option long_opts[] = {
+    {"output", required_argument, NULL, 'o'},
+    {"cpu", no_argument, NULL, OPT_CPU},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct sink {
+    int fd;
+    int err;   /* errno of a failed write */
+    uint64_t bytes;
+} sink;
+
+static int on_chunk(void *ud, const void *data, size_t len)
+{
+    sink *s = ud;
+    if (cli_write_all(s->fd, data, len) != 0) {
+        s->err = errno;
+        return -1;
+    }
+    s->bytes += len;
+    return 0;
+}
+
+/* Decodes path and adds it to m. Returns 0, or 1 after printing why. */
+static int add_file(pprof_merger *m, const char *path, int cpu_only)
+{
+    pprof_profile *p = NULL;
+    pprof_error perr;
+    int fd, rc;
+
+    memset(&perr, 0, sizeof(perr));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cli_error("%s: cannot open: %s", path, strerror(errno));
+        return 1;
+    }
+    rc = pprof_decode_fd(fd, NULL, &p, &perr);
+    close(fd);
+    if (rc == 0 && cpu_only)
+        rc = pprof_check_cpu(p, &perr);
+    if (rc == 0)
+        rc = pprof_merger_add(m, p, &perr);
+    pprof_profile_free(p);
+    if (rc != 0) {
+        cli_error("%s: %s", path, perr.msg[0] ? perr.msg : pprof_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+int cli_merge_main(int argc, char **argv)
+{
+    const char *output = NULL;
+    int cpu_only = 0, quiet = 0, opened = 0;
+    char err[CLI_ERR_MAX], size[32];
+    pprof_merger *m = NULL;
+    pprof_error perr;
+    cli_outfile out;
+    sink s;
+    int c, rc, status = CLI_EXIT_FAIL;
+
+    while ((c = getopt_long(argc, argv, "o:qh", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': fputs(usage, stdout); return CLI_EXIT_OK;
+        case OPT_CPU: cpu_only = 1; break;
+        default:
+            cli_usage_error("unknown option");
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        cli_usage_error("no FILE to merge");
+        return CLI_EXIT_USAGE;
+    }
+    if (!output) {
+        if (isatty(STDOUT_FILENO)) {
+            cli_usage_error("standard output is a terminal: pass -o OUT (or -o - to insist)");
+            return CLI_EXIT_USAGE;
+        }
+        output = "-";
+    }
+    if (!*output) {
+        cli_usage_error("--output is empty");
+        return CLI_EXIT_USAGE;
+    }
+
+    m = pprof_merger_new();
+    if (!m) {
+        cli_error("out of memory");
+        goto cleanup;
+    }
+    for (int i = optind; i < argc; i++)
+        if (add_file(m, argv[i], cpu_only) != 0)
+            goto cleanup;
+
+    if (cli_outfile_open(&out, output, err) != 0) {
+        cli_error("%s", err);
+        goto cleanup;
+    }
+    opened = 1;
+    memset(&s, 0, sizeof(s));
+    s.fd = out.fd;
+    memset(&perr, 0, sizeof(perr));
+    rc = pprof_merger_write(m, on_chunk, &s, &perr);
+    if (rc != 0) {
+        if (s.err)
+            cli_error("cannot write %s: %s", out.tmp_path, strerror(s.err));
+        else
+            cli_error("cannot encode the merged profile: %s",
+                      perr.msg[0] ? perr.msg : pprof_strerror(rc));
+        goto cleanup;
+    }
+    if (cli_outfile_commit(&out, err) != 0) {
+        cli_error("%s", err);
+        goto cleanup;
+    }
+    if (!quiet)
+        cli_error("merged %d profile(s) into %s (%llu samples, %s)", argc - optind,
+                  strcmp(output, "-") == 0 ? "standard output" : output,
+                  (unsigned long long)pprof_merger_samples(m),
+                  cli_fmt_bytes(s.bytes, size, sizeof(size)));
+    status = CLI_EXIT_OK;
+
+cleanup:
+    if (opened)
+        cli_outfile_abort(&out);
+    pprof_merger_free(m);
+    return status;
+}
