@@ -222,8 +222,7 @@ static int fill(reader *r, size_t want)
             } else {
                 size_t ncap = r->win_cap * 2;
                 uint8_t *nw;
-                if (ncap < r->win_cap || ncap - r->win_cap >
-                        (r->budget->limit ? r->budget->limit - r->budget->used : SIZE_MAX))
+                if (ncap < r->win_cap || !pprof__budget_fits(r->budget, ncap - r->win_cap))
                     return pprof__fail(r->err, PPROF_ELIMIT,
                                        "a field at byte %llu needs more than the memory limit",
                                        (unsigned long long)r->base);
@@ -286,6 +285,10 @@ static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
         r->in_total = len;
         return 0;
     }
+    if (!pprof__budget_fits(budget, WINDOW_MIN))
+        return pprof__fail(err, PPROF_ELIMIT,
+                           "the memory limit is smaller than the %u-byte read window",
+                           WINDOW_MIN);
     r->win = pprof__malloc(WINDOW_MIN);
     if (!r->win)
         return pprof__fail(err, PPROF_ENOMEM, "out of memory");
@@ -624,6 +627,8 @@ static int append_bytes(void *ctx, const uint8_t *b, size_t n)
     pprof_profile *p = ctx;
     int rc;
 
+    if (n == 0)
+        return 0;
     if ((rc = pprof__vec_grow(&p->strbytes, 1, n, &p->budget)))
         return rc;
     memcpy((char *)p->strbytes.p + p->strbytes.n, b, n);

@@ -68,6 +68,12 @@ typedef struct pprof__budget {
     uint64_t limit;
 } pprof__budget;
 
+/* Whether n more bytes stay within the budget (NULL or limit 0: always). */
+static inline bool pprof__budget_fits(const pprof__budget *b, uint64_t n)
+{
+    return !b || !b->limit || (b->used <= b->limit && n <= b->limit - b->used);
+}
+
 /* A growable array of fixed-size elements. */
 typedef struct pprof__vec {
     void *p;
@@ -198,7 +204,7 @@ static inline const char *pprof__str(const pprof_profile *p, int64_t i,
 {
     const pprof__strref *r = &PPROF__AT(p->strings, pprof__strref, i);
     *len = r->len;
-    return (const char *)p->strbytes.p + r->off;
+    return p->strbytes.p ? (const char *)p->strbytes.p + r->off : "";
 }
 
 /* Whether string i equals the NUL-terminated s. */
@@ -312,7 +318,7 @@ static inline const char *pprof__mstr_at(const pprof_merger *m, uint32_t id,
 {
     const pprof__mstr *s = &PPROF__AT(m->strings, pprof__mstr, id);
     *len = s->len;
-    return (const char *)m->str_bytes.p + s->off;
+    return m->str_bytes.p ? (const char *)m->str_bytes.p + s->off : "";
 }
 
 #endif /* PPROF_INTERNAL_H */

@@ -130,7 +130,7 @@ static int intern(pprof_merger *m, const char *s, uint32_t len, uint32_t *out)
 {
     uint32_t hash = (uint32_t)pprof__hash_bytes(s, len, 0x5eed);
     const pprof__mstr *tab = m->strings.p;
-    const char *bytes = m->str_bytes.p;
+    const char *bytes = m->str_bytes.p ? m->str_bytes.p : "";
     pprof__mstr *e;
     uint32_t found;
     int rc;
@@ -150,7 +150,8 @@ static int intern(pprof_merger *m, const char *s, uint32_t len, uint32_t *out)
     e->hash = hash;
     e->len = len;
     e->off = m->str_bytes.n;
-    memcpy((char *)m->str_bytes.p + m->str_bytes.n, s, len);
+    if (len)
+        memcpy((char *)m->str_bytes.p + m->str_bytes.n, s, len);
     m->str_bytes.n += len;
     PPROF__AT(m->str_flags, uint8_t, m->str_flags.n++) = 0;
     ht_put(&m->str_ht, hash, (uint32_t)m->strings.n);
@@ -337,7 +338,8 @@ static int map_location(pprof_merger *m, const pprof_profile *p, uint32_t li,
             (rc = grow(m, &m->mlines, sizeof(*lines), k.nline)))
             return rc;
         k.line_off = (uint32_t)m->mlines.n;
-        memcpy((pprof__mline *)m->mlines.p + m->mlines.n, lines, k.nline * sizeof(*lines));
+        if (k.nline)
+            memcpy((pprof__mline *)m->mlines.p + m->mlines.n, lines, k.nline * sizeof(*lines));
         m->mlines.n += k.nline;
         found = (uint32_t)m->locations.n;
         PPROF__AT(m->locations, pprof__mloc, m->locations.n++) = k;
@@ -472,12 +474,15 @@ static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__samp
             (rc = pprof__vec_grow(&m->values, sizeof(int64_t), nst, &m->budget)))
             return rc;
         k.stack_off = (uint32_t)m->stacks.n;
-        memcpy((uint32_t *)m->stacks.p + m->stacks.n, stack, k.nloc * sizeof(*stack));
+        if (k.nloc)
+            memcpy((uint32_t *)m->stacks.p + m->stacks.n, stack, k.nloc * sizeof(*stack));
         m->stacks.n += k.nloc;
         k.label_off = (uint32_t)m->mlabels.n;
-        memcpy((pprof__mlabel *)m->mlabels.p + m->mlabels.n, lab, k.nlabel * sizeof(*lab));
+        if (k.nlabel)
+            memcpy((pprof__mlabel *)m->mlabels.p + m->mlabels.n, lab, k.nlabel * sizeof(*lab));
         m->mlabels.n += k.nlabel;
-        memset((int64_t *)m->values.p + m->values.n, 0, nst * sizeof(int64_t));
+        if (nst)
+            memset((int64_t *)m->values.p + m->values.n, 0, nst * sizeof(int64_t));
         m->values.n += nst;
         found = (uint32_t)m->samples.n;
         PPROF__AT(m->samples, pprof__msample, m->samples.n++) = k;
@@ -677,7 +682,8 @@ static int scratch(pprof_merger *m, pprof__vec *v, size_t n)
     v->n = 0;
     if ((rc = pprof__vec_grow(v, sizeof(uint32_t), n, &m->budget)))
         return rc;
-    memset(v->p, 0xff, n * sizeof(uint32_t));
+    if (n)
+        memset(v->p, 0xff, n * sizeof(uint32_t));
     v->n = n;
     return 0;
 }

@@ -82,11 +82,11 @@ int pprof__vec_grow(pprof__vec *v, size_t size, size_t more, pprof__budget *b)
     if (cap > SIZE_MAX / size)
         return PPROF_ELIMIT;
     extra = (uint64_t)(cap - v->cap) * size;
-    if (b && b->limit && extra > b->limit - b->used) {
+    if (!pprof__budget_fits(b, extra)) {
         /* Geometric growth overshoots; try the exact need before refusing. */
         cap = need;
         extra = (uint64_t)(cap - v->cap) * size;
-        if (extra > b->limit - b->used)
+        if (!pprof__budget_fits(b, extra))
             return PPROF_ELIMIT;
     }
     np = pprof__realloc(v->p, cap * size);
@@ -179,7 +179,8 @@ uint64_t pprof__hash_bytes(const void *p, size_t n, uint64_t seed)
         n -= 8;
     }
     w = 0;
-    memcpy(&w, b, n);
+    if (n)
+        memcpy(&w, b, n);
     return pprof__hash_mix(h, w);
 }
 

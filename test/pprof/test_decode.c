@@ -1,0 +1,379 @@
+/*
+ * test_decode.c: src/pprof/decode.c: the real fixtures from a descriptor and
+ * from memory, the bad fixtures, gzip bombs, concatenated gzip members,
+ * truncation at every byte, the memory cap and allocation failure.
+ */
+#include <fcntl.h>
+#include <time.h>
+
+#include "pprof/helpers.h"
+
+static int decode_path(const char *rel, pprof_profile **p, pprof_error *err)
+{
+    int fd = open(fixture_path(rel), O_RDONLY);
+    int rc;
+
+    assert_true(fd >= 0);
+    rc = pprof_decode_fd(fd, NULL, p, err);
+    close(fd);
+    return rc;
+}
+
+static void test_fixtures_fd_and_mem_agree(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < N_CPU_FIXTURES; i++) {
+        pprof_profile *a = NULL, *b = decode_fixture(cpu_fixtures[i]);
+        pprof_error err = {0, ""};
+        if (decode_path(cpu_fixtures[i], &a, &err))
+            fail_msg("%s: %s", cpu_fixtures[i], err.msg);
+        assert_true(b->samples.n > 0);
+        assert_int_equal(a->samples.n, b->samples.n);
+        assert_int_equal(a->locations.n, b->locations.n);
+        assert_int_equal(a->strings.n, b->strings.n);
+        assert_int_equal(a->inflated, b->inflated);
+        assert_int_equal(total(a, 1), total(b, 1));
+        assert_true(total(a, 0) > 0);
+        pprof_profile_free(a);
+        pprof_profile_free(b);
+    }
+}
+
+/* sort-raw.pb is sort.pb.gz inflated: the same tables. */
+static void test_raw_equals_gzip(void **state)
+{
+    pprof_profile *raw = decode_fixture("profiles/sort-raw.pb");
+    pprof_profile *gz = decode_fixture("profiles/sort.pb.gz");
+
+    (void)state;
+    assert_int_equal(raw->inflated, gz->inflated);
+    assert_int_equal(raw->samples.n, gz->samples.n);
+    assert_int_equal(raw->strbytes.n, gz->strbytes.n);
+    assert_memory_equal(raw->strbytes.p, gz->strbytes.p, raw->strbytes.n);
+    assert_memory_equal(raw->values.p, gz->values.p, raw->values.n * sizeof(int64_t));
+    assert_int_equal(raw->time_nanos, gz->time_nanos);
+    assert_int_equal(raw->period, 10000000);
+    pprof_profile_free(raw);
+    pprof_profile_free(gz);
+}
+
+static void test_bad_fixtures(void **state)
+{
+    static const struct {
+        const char *rel;
+        int code;
+        const char *msg;
+    } bad[] = {
+        {"bad/empty.pb", PPROF_EEMPTY, "the input is empty"},
+        {"bad/garbage.bin", PPROF_EPROTO, "at byte"},
+        {"bad/text.txt", PPROF_EPROTO, "at byte 0"},
+        {"bad/truncated.pb.gz", PPROF_EGZIP, "gzip stream truncated after 700 bytes"},
+    };
+    size_t i, len;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pprof_profile *p = NULL;
+        pprof_error err = {0, ""};
+        uint8_t *buf;
+        int rc = decode_path(bad[i].rel, &p, &err);
+        if (rc != bad[i].code)
+            fail_msg("%s: fd: %d %s", bad[i].rel, rc, err.msg);
+        assert_null(p);
+        assert_msg_has(err, bad[i].msg);
+        buf = read_fixture(bad[i].rel, &len);
+        memset(&err, 0, sizeof(err));
+        assert_int_equal(pprof_decode_mem(buf, len, NULL, &p, &err), bad[i].code);
+        assert_msg_has(err, bad[i].msg);
+        free(buf);
+    }
+}
+
+/* A stream of unknown 1 MiB fields of zeros: valid protobuf, huge ratio. */
+static uint8_t *make_bomb(uint64_t inflated, size_t *len)
+{
+    static uint8_t chunk[(1 << 20) + 8];
+    size_t cap = inflated / 512 + 4096, hdr;
+    uint8_t *out = malloc(cap);
+    uint64_t done = 0;
+    z_stream z;
+
+    memset(&z, 0, sizeof(z));
+    /* field 100, wire type 2, length 1 MiB, then 1 MiB of zeros */
+    chunk[0] = 0xa2;
+    chunk[1] = 0x06;
+    chunk[2] = 0x80;
+    chunk[3] = 0x80;
+    chunk[4] = 0x40;
+    hdr = 5;
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    while (done < inflated) {
+        z.next_in = chunk;
+        z.avail_in = (uInt)(hdr + (1 << 20));
+        assert_int_equal(deflate(&z, Z_NO_FLUSH), Z_OK);
+        done += hdr + (1 << 20);
+    }
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    *len = z.total_out;
+    deflateEnd(&z);
+    return out;
+}
+
+static void test_gzip_bomb(void **state)
+{
+    pprof_limits lim = {1 << 20, 0};
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+    struct timespec t0, t1;
+    size_t len;
+    uint8_t *bomb;
+    double secs;
+
+    (void)state;
+    /* About 10 KB of gzip inflating to 10 MiB, against a 1 MiB cap. */
+    bomb = make_bomb(10u << 20, &len);
+    assert_true(len < 16 * 1024);
+    talloc_install(-1);
+    assert_int_equal(pprof_decode_mem(bomb, len, &lim, &p, &err), PPROF_ETOOBIG);
+    assert_msg_has(err, "more than the 1048576-byte limit");
+    assert_true(talloc.peak < (512u << 10));
+    talloc_remove();
+    free(bomb);
+
+    /* 300 MiB inflated from ~300 KB against the 256 MiB default: fast, small. */
+    bomb = make_bomb(300u << 20, &len);
+    assert_true(len < 1024 * 1024);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    talloc_install(-1);
+    assert_int_equal(pprof_decode_mem(bomb, len, NULL, &p, &err), PPROF_ETOOBIG);
+    assert_true(talloc.peak < (512u << 10));
+    talloc_remove();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (secs > 10)
+        fail_msg("bomb took %.1f s", secs);
+    free(bomb);
+}
+
+/* A field claiming more bytes than the cap fails before reading them. */
+static void test_claimed_length_over_cap(void **state)
+{
+    static const uint8_t huge[] = {0x12, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+
+    (void)state;
+    assert_int_equal(pprof_decode_mem(huge, sizeof(huge), NULL, &p, &err), PPROF_ETOOBIG);
+    assert_msg_has(err, "claims 4294967295 bytes");
+}
+
+/* Go's gzip reader is multistream: two members inflate to their concatenation. */
+static void test_gzip_members(void **state)
+{
+    size_t rawlen, alen, blen, half;
+    uint8_t *raw = read_fixture("profiles/sort-raw.pb", &rawlen);
+    uint8_t *a, *b, *cat;
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+
+    (void)state;
+    half = rawlen / 2;
+    a = gzip_bytes(raw, half, &alen);
+    b = gzip_bytes(raw + half, rawlen - half, &blen);
+    cat = malloc(alen + blen + 4);
+    memcpy(cat, a, alen);
+    memcpy(cat + alen, b, blen);
+    assert_int_equal(pprof_decode_mem(cat, alen + blen, NULL, &p, &err), 0);
+    assert_int_equal(p->inflated, rawlen);
+    assert_int_equal(p->samples.n, 88);
+    pprof_profile_free(p);
+
+    /* Trailing bytes that are not a gzip header: refused, as Go does. */
+    memcpy(cat + alen, "junk", 4);
+    assert_int_equal(pprof_decode_mem(cat, alen + 4, NULL, &p, &err), PPROF_EGZIP);
+    assert_msg_has(err, "unexpected data after the gzip stream");
+
+    /* Two whole profiles in two members: concatenated profiles. */
+    free(a);
+    a = gzip_bytes(raw, rawlen, &alen);
+    free(cat);
+    cat = malloc(2 * alen);
+    memcpy(cat, a, alen);
+    memcpy(cat + alen, a, alen);
+    assert_int_equal(pprof_decode_mem(cat, 2 * alen, NULL, &p, &err), PPROF_EINVALID);
+    assert_msg_has(err, "concatenated profiles");
+    free(a);
+    free(b);
+    free(cat);
+    free(raw);
+}
+
+static void test_gzip_corrupt(void **state)
+{
+    size_t len;
+    uint8_t *buf = read_fixture("profiles/fib.pb.gz", &len);
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+
+    (void)state;
+    buf[len - 6] ^= 0xff; /* inside the CRC32 trailer */
+    assert_int_equal(pprof_decode_mem(buf, len, NULL, &p, &err), PPROF_EGZIP);
+    assert_msg_has(err, "gzip stream corrupt");
+    assert_null(p);
+    free(buf);
+}
+
+/* Every prefix of a raw profile fails cleanly (or is a valid shorter one). */
+static void test_every_truncation(void **state)
+{
+    size_t len, n, ok = 0;
+    uint8_t *buf = read_fixture("profiles/sort-raw.pb", &len);
+
+    (void)state;
+    for (n = 1; n < len; n++) {
+        pprof_profile *p = NULL;
+        pprof_error err = {0, ""};
+        uint8_t *cut = malloc(n); /* exact size so ASan sees overreads */
+        int rc;
+        memcpy(cut, buf, n);
+        rc = pprof_decode_mem(cut, n, NULL, &p, &err);
+        if (rc == 0) {
+            ok++;
+            pprof_profile_free(p);
+        } else {
+            assert_true(rc == PPROF_EPROTO || rc == PPROF_EINVALID);
+            assert_int_equal(err.code, rc);
+            assert_true(err.msg[0] != '\0');
+        }
+        free(cut);
+    }
+    /* Only cuts at a field boundary after the string table can be valid. */
+    assert_true(ok < 20);
+    free(buf);
+}
+
+static void test_memory_cap(void **state)
+{
+    pprof_limits lim = {0, 4096};
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+    size_t len;
+    uint8_t *buf = read_fixture("profiles/sort-raw.pb", &len);
+
+    (void)state;
+    assert_int_equal(pprof_decode_mem(buf, len, &lim, &p, &err), PPROF_ELIMIT);
+    assert_msg_has(err, "passes the memory limit");
+    assert_null(p);
+    free(buf);
+    /* gzip: the 64 KiB read window counts too. */
+    buf = read_fixture("profiles/mixed.pb.gz", &len);
+    assert_int_equal(pprof_decode_mem(buf, len, &lim, &p, &err), PPROF_ELIMIT);
+    assert_msg_has(err, "smaller than the 65536-byte read window");
+    lim.max_memory = 80 << 10;
+    assert_int_equal(pprof_decode_mem(buf, len, &lim, &p, &err), PPROF_ELIMIT);
+    assert_msg_has(err, "passes the memory limit");
+    lim.max_memory = 4 << 20;
+    assert_int_equal(pprof_decode_mem(buf, len, &lim, &p, &err), 0);
+    assert_true(p->budget.used <= lim.max_memory);
+    pprof_profile_free(p);
+    free(buf);
+}
+
+static void test_fd_errors(void **state)
+{
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+    int fd = open(fixtures_dir(), O_RDONLY | O_DIRECTORY);
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(pprof_decode_fd(fd, NULL, &p, &err), PPROF_EIO);
+    assert_msg_has(err, "reading the profile failed");
+    close(fd);
+    assert_int_equal(pprof_decode_fd(-1, NULL, &p, &err), PPROF_EIO);
+    assert_int_equal(pprof_decode_mem(NULL, 0, NULL, &p, &err), PPROF_EEMPTY);
+}
+
+/* A pipe (no seeking, short reads) decodes like a file. */
+static void test_fd_pipe(void **state)
+{
+    size_t len;
+    uint8_t *buf = read_fixture("profiles/json.pb.gz", &len);
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+    int fds[2];
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        size_t off = 0;
+        close(fds[0]);
+        while (off < len) { /* dribble 100 bytes at a time */
+            size_t n = len - off < 100 ? len - off : 100;
+            if (write(fds[1], buf + off, n) != (ssize_t)n)
+                _exit(1);
+            off += n;
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    assert_int_equal(pprof_decode_fd(fds[0], NULL, &p, &err), 0);
+    assert_int_equal(p->samples.n, 95);
+    close(fds[0]);
+    pprof_profile_free(p);
+    free(buf);
+}
+
+/* Every allocation in decoding fails in turn: ENOMEM, no leak, no crash. */
+static void test_alloc_failure(void **state)
+{
+    size_t len;
+    uint8_t *buf = read_fixture("profiles/labels.pb.gz", &len);
+    long n;
+    int rc = PPROF_ENOMEM;
+
+    (void)state;
+    for (n = 0; rc == PPROF_ENOMEM; n++) {
+        pprof_profile *p = NULL;
+        pprof_error err = {0, ""};
+        talloc_install(n);
+        rc = pprof_decode_mem(buf, len, NULL, &p, &err);
+        if (rc == PPROF_ENOMEM) {
+            assert_null(p);
+            assert_msg_has(err, "out of memory");
+        } else {
+            assert_int_equal(rc, 0);
+            pprof_profile_free(p);
+        }
+        talloc_remove();
+        assert_int_equal(talloc.live, 0);
+    }
+    assert_true(n > 10);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixtures_fd_and_mem_agree),
+        cmocka_unit_test(test_raw_equals_gzip),
+        cmocka_unit_test(test_bad_fixtures),
+        cmocka_unit_test(test_gzip_bomb),
+        cmocka_unit_test(test_claimed_length_over_cap),
+        cmocka_unit_test(test_gzip_members),
+        cmocka_unit_test(test_gzip_corrupt),
+        cmocka_unit_test(test_every_truncation),
+        cmocka_unit_test(test_memory_cap),
+        cmocka_unit_test(test_fd_errors),
+        cmocka_unit_test(test_fd_pipe),
+        cmocka_unit_test(test_alloc_failure),
+    };
+    test_timeout(240);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

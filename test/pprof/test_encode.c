@@ -1,0 +1,195 @@
+/*
+ * test_encode.c: src/pprof/encode.c: the output is gzip, decodes with our
+ * own strict decoder, is compact (no duplicate or unreachable entries),
+ * streams through the sink in bounded chunks and reports sink failure.
+ */
+#include "pprof/helpers.h"
+
+typedef struct sink {
+    size_t calls, bytes, largest;
+    size_t fail_at_call; /* 0 = never */
+} sink;
+
+static int on_sink(void *ctx, const void *data, size_t len)
+{
+    sink *s = ctx;
+    (void)data;
+    s->calls++;
+    s->bytes += len;
+    if (len > s->largest)
+        s->largest = len;
+    return s->fail_at_call && s->calls == s->fail_at_call ? -1 : 0;
+}
+
+static pprof_merger *merge_fixtures(void)
+{
+    pprof_merger *m = pprof_merger_new();
+    size_t i;
+
+    for (i = 0; i < N_CPU_FIXTURES; i++) {
+        pprof_profile *p = decode_fixture(cpu_fixtures[i]);
+        assert_int_equal(pprof_merger_add(m, p, NULL), 0);
+        pprof_profile_free(p);
+    }
+    return m;
+}
+
+static void test_empty_merger(void **state)
+{
+    pprof_merger *m = pprof_merger_new();
+    pprof_error err = {0, ""};
+    uint8_t *out = (uint8_t *)1;
+    size_t len = 1;
+
+    (void)state;
+    assert_int_equal(pprof_merger_encode(m, &out, &len, &err), PPROF_EEMPTY);
+    assert_msg_has(err, "no profile was added");
+    assert_null(out);
+    assert_int_equal(len, 0);
+    pprof_merger_free(m);
+}
+
+static void test_output_is_compact_gzip(void **state)
+{
+    pprof_merger *m = merge_fixtures();
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+    uint8_t *out;
+    size_t len, i, j;
+
+    (void)state;
+    assert_int_equal(pprof_merger_encode(m, &out, &len, &err), 0);
+    assert_true(len > 2 && out[0] == 0x1f && out[1] == 0x8b);
+    assert_int_equal(pprof_decode_mem(out, len, NULL, &p, &err), 0);
+    assert_int_equal(pprof_check_cpu(p, NULL), 0);
+    assert_int_equal(p->samples.n, pprof_merger_samples(m));
+    /* No string twice. */
+    for (i = 0; i < p->strings.n; i++)
+        for (j = i + 1; j < p->strings.n; j++) {
+            uint32_t la, lb;
+            const char *a = pprof__str(p, (int64_t)i, &la);
+            const char *b = pprof__str(p, (int64_t)j, &lb);
+            if (la == lb && memcmp(a, b, la) == 0)
+                fail_msg("strings %zu and %zu are both \"%.*s\"", i, j, (int)la, a);
+        }
+    /* Ids are 1..n in order. */
+    for (i = 0; i < p->locations.n; i++)
+        assert_int_equal(PPROF__AT(p->locations, pprof__location, i).id, i + 1);
+    for (i = 0; i < p->functions.n; i++)
+        assert_int_equal(PPROF__AT(p->functions, pprof__function, i).id, i + 1);
+    pprof_profile_free(p);
+    pprof__free(out);
+    pprof_merger_free(m);
+}
+
+/* Values that cancel out drop the sample and everything only it reached. */
+static void test_cancelled_sample_compacted(void **state)
+{
+    pprof_profile *a = NULL, *neg = NULL, *out;
+    pprof_merger *m = pprof_merger_new();
+    uint8_t *buf;
+    size_t len, i;
+
+    (void)state;
+    assert_int_equal(decode_variant(BP_VALID, &a, NULL), 0);
+    assert_int_equal(decode_variant(BP_NEGATED, &neg, NULL), 0);
+    assert_int_equal(pprof_merger_add(m, a, NULL), 0);
+    assert_int_equal(pprof_merger_add(m, neg, NULL), 0);
+    assert_int_equal(pprof_merger_encode(m, &buf, &len, NULL), 0);
+    assert_int_equal(pprof_decode_mem(buf, len, NULL, &out, NULL), 0);
+    assert_int_equal(out->samples.n, 1);
+    assert_int_equal(out->locations.n, 1);
+    assert_int_equal(out->functions.n, 1);
+    assert_true(pprof__str_eq(out, PPROF__AT(out->functions, pprof__function, 0).name,
+                              "main.g"));
+    for (i = 0; i < out->strings.n; i++)
+        assert_false(pprof__str_eq(out, (int64_t)i, "main.f"));
+    /* The main mapping stays. */
+    assert_int_equal(out->mappings.n, 1);
+    pprof_profile_free(out);
+    pprof__free(buf);
+    pprof_profile_free(a);
+    pprof_profile_free(neg);
+    pprof_merger_free(m);
+}
+
+static void test_sink_chunks_and_failure(void **state)
+{
+    pprof_merger *m = merge_fixtures();
+    pprof_error err = {0, ""};
+    sink s = {0, 0, 0, 0};
+
+    (void)state;
+    assert_int_equal(pprof_merger_write(m, on_sink, &s, &err), 0);
+    assert_true(s.calls >= 1);
+    assert_true(s.largest <= 64 * 1024);
+    s = (sink){0, 0, 0, 1};
+    assert_int_equal(pprof_merger_write(m, on_sink, &s, &err), PPROF_EWRITE);
+    assert_msg_has(err, "the output sink refused");
+    pprof_merger_free(m);
+}
+
+/* The aggregate can be encoded after every add. */
+static void test_encode_any_moment(void **state)
+{
+    pprof_merger *m = pprof_merger_new();
+    int64_t want = 0;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < N_CPU_FIXTURES; i++) {
+        pprof_profile *p = decode_fixture(cpu_fixtures[i]), *out = NULL;
+        uint8_t *buf;
+        size_t len;
+        want += total(p, 1);
+        assert_int_equal(pprof_merger_add(m, p, NULL), 0);
+        assert_int_equal(pprof_merger_encode(m, &buf, &len, NULL), 0);
+        assert_int_equal(pprof_decode_mem(buf, len, NULL, &out, NULL), 0);
+        assert_int_equal(total(out, 1), want);
+        pprof_profile_free(out);
+        pprof__free(buf);
+        pprof_profile_free(p);
+    }
+    pprof_merger_free(m);
+}
+
+static void test_alloc_failure(void **state)
+{
+    pprof_merger *m;
+    long n;
+    int rc = PPROF_ENOMEM;
+
+    (void)state;
+    talloc_install(-1);
+    m = merge_fixtures();
+    for (n = 0; rc == PPROF_ENOMEM; n++) {
+        uint8_t *out = NULL;
+        size_t len;
+        pprof_error err = {0, ""};
+        talloc.fail_after = n;
+        rc = pprof_merger_encode(m, &out, &len, &err);
+        talloc.fail_after = -1;
+        if (rc == 0)
+            pprof__free(out);
+        else
+            assert_msg_has(err, "out of memory");
+    }
+    assert_int_equal(rc, 0);
+    pprof_merger_free(m);
+    talloc_remove();
+    assert_int_equal(talloc.live, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty_merger),
+        cmocka_unit_test(test_output_is_compact_gzip),
+        cmocka_unit_test(test_cancelled_sample_compacted),
+        cmocka_unit_test(test_sink_chunks_and_failure),
+        cmocka_unit_test(test_encode_any_moment),
+        cmocka_unit_test(test_alloc_failure),
+    };
+    test_timeout(120);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
