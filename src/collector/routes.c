@@ -1,0 +1,254 @@
+/*
+ * routes.c: endpoints, methods, auth and limits (see routes.h).
+ *
+ * Loop thread only. The endpoints:
+ *   GET|HEAD /healthz     200 "OK"
+ *   GET|HEAD /metrics     Prometheus text (a merge key if PGOF_METRICS_AUTH=merge)
+ *   POST /v1/submit       a CPU profile -> 204 once durable (submit key)
+ *   POST /v1/merge        the merged profile, ?and_combine=true (merge key)
+ * docs/api.md describes every answer.
+ */
+#include "collector/routes.h"
+
+#include "collector/conn.h"
+#include "collector/keys.h"
+#include "collector/log.h"
+#include "collector/metrics.h"
+#include "collector/server.h"
+#include "collector/store.h"
+#include "collector/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char WWW_AUTH[] = "WWW-Authenticate: Bearer\r\n";
+
+static int refuse(conn *c, int status, const char *reason, const char *extra) {
+    c->req.fail_status = status;
+    c->req.fail_reason = reason;
+    c->req.fail_extra = extra;
+    c->_action = CONN_ACT_ERROR;
+    return HPE_PAUSED;
+}
+
+int routes_query_get(const char *q, size_t qlen, const char *key, const char **val) {
+    size_t kl = strlen(key);
+    size_t i = 0;
+    while (i < qlen) {
+        const char *seg = q + i;
+        const char *amp = memchr(seg, '&', qlen - i);
+        size_t sl = amp ? (size_t)(amp - seg) : qlen - i;
+        if (sl >= kl && memcmp(seg, key, kl) == 0 && (sl == kl || seg[kl] == '=')) {
+            *val = sl == kl ? seg + kl : seg + kl + 1;
+            return sl == kl ? 0 : (int)(sl - kl - 1);
+        }
+        i += sl + 1;
+    }
+    return -1;
+}
+
+/* Checks the bearer key against ks; returns 0 or refuses the request. */
+static int check_auth(conn *c, const keyset *ks) {
+    const char *key;
+    size_t klen;
+    if (!c->req.auth_seen)
+        return refuse(c, 401, "missing Authorization header (want: Bearer <key>)", WWW_AUTH);
+    if (c->req.auth_dup)
+        return refuse(c, 401, "more than one Authorization header", WWW_AUTH);
+    if (keys_parse_bearer(c->req.auth, c->req.auth_len, &key, &klen) != 0)
+        return refuse(c, 401, "malformed Authorization header (want: Bearer <key>)", WWW_AUTH);
+    /* An overflowing header is compared cut: it cannot match (stored keys
+     * are shorter), and the comparison takes the usual time. */
+    int ok = keys_match(ks, key, c->req.auth_overflow ? KEYS_MAX_LEN + 1 : klen);
+    if (!ok)
+        return refuse(c, 403, "key not accepted", NULL);
+    return 0;
+}
+
+static int is_token(const char *s, size_t n, const char *tok) {
+    size_t tl = strlen(tok);
+    while (n > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    return n == tl && strncasecmp(s, tok, tl) == 0;
+}
+
+int routes_headers(conn *c) {
+    server *s = c->server;
+    conn_request *r = &c->req;
+    const char *url = r->url;
+    size_t plen;
+    const char *q = memchr(url, '?', r->url_len);
+    plen = q ? (size_t)(q - url) : r->url_len;
+    r->endpoint = EP_OTHER;
+    if (r->url_overflow)
+        return refuse(c, 414, "request target too long", NULL);
+    if (c->_parser.http_major != 1)
+        return refuse(c, 505, "only HTTP/1.0 and HTTP/1.1 are supported", NULL);
+
+#define PATH_IS(lit) (plen == sizeof(lit) - 1 && memcmp(url, lit, plen) == 0)
+    int m = r->method;
+    if (PATH_IS("/healthz")) {
+        r->endpoint = EP_HEALTHZ;
+        if (m != HTTP_GET && m != HTTP_HEAD)
+            return refuse(c, 405, "method not allowed; use GET or HEAD", "Allow: GET, HEAD\r\n");
+        r->route = ROUTE_HEALTHZ;
+    } else if (PATH_IS("/metrics")) {
+        r->endpoint = EP_METRICS;
+        if (m != HTTP_GET && m != HTTP_HEAD)
+            return refuse(c, 405, "method not allowed; use GET or HEAD", "Allow: GET, HEAD\r\n");
+        if (s->cfg->metrics_need_key && check_auth(c, s->merge_keys) != 0)
+            return HPE_PAUSED;
+        r->route = ROUTE_METRICS;
+    } else if (PATH_IS("/v1/submit")) {
+        r->endpoint = EP_SUBMIT;
+        if (m != HTTP_POST)
+            return refuse(c, 405, "method not allowed; use POST", "Allow: POST\r\n");
+        if (check_auth(c, s->submit_keys) != 0)
+            return HPE_PAUSED;
+        r->route = ROUTE_SUBMIT;
+    } else if (PATH_IS("/v1/merge")) {
+        r->endpoint = EP_MERGE;
+        if (m != HTTP_POST)
+            return refuse(c, 405, "method not allowed; use POST", "Allow: POST\r\n");
+        if (check_auth(c, s->merge_keys) != 0)
+            return HPE_PAUSED;
+        r->route = ROUTE_MERGE;
+        const char *v;
+        int vl = q ? routes_query_get(q + 1, r->url_len - plen - 1, "and_combine", &v) : -1;
+        /* As in the Go collector: exactly "true" combines, anything else
+         * (or nothing) does not. */
+        r->and_combine = vl == 4 && memcmp(v, "true", 4) == 0;
+    } else {
+        return refuse(c, 404, "not found", NULL);
+    }
+#undef PATH_IS
+
+    /* Expect: only 100-continue, and only meaningful on HTTP/1.1. */
+    if (r->expect_seen) {
+        if (r->hval_overflow || !is_token(r->expect, r->expect_len, "100-continue"))
+            return refuse(c, 417, "unsupported Expect header (only 100-continue)", NULL);
+        if (c->_parser.http_minor >= 1)
+            c->flags |= CONN_F_CONTINUE;
+    }
+    uint64_t max = s->cfg->max_body_bytes;
+    if ((c->_parser.flags & F_CONTENT_LENGTH) && c->_parser.content_length > max) {
+        if (r->route == ROUTE_SUBMIT)
+            metrics_count_reject(REJECT_BODY_TOO_LARGE);
+        snprintf(r->fail_buf, sizeof r->fail_buf,
+                 "request body of %llu bytes is larger than the limit of %llu bytes",
+                 (unsigned long long)c->_parser.content_length, (unsigned long long)max);
+        return refuse(c, 413, r->fail_buf, NULL);
+    }
+    if (r->route != ROUTE_SUBMIT) {
+        c->flags |= CONN_F_DISCARD_BODY;
+        if (c->flags & CONN_F_CONTINUE)
+            conn_send_continue(c);
+        return 0;
+    }
+    if (r->encoding_len > 0 && !is_token(r->encoding, r->encoding_len, "gzip") &&
+        !is_token(r->encoding, r->encoding_len, "x-gzip") &&
+        !is_token(r->encoding, r->encoding_len, "identity"))
+        return refuse(c, 415, "unsupported Content-Encoding (use gzip or none)", NULL);
+    c->_action = CONN_ACT_OPEN;
+    return HPE_PAUSED;
+}
+
+/* ---- submit -------------------------------------------------------------- */
+
+static void on_upload_open(upload *u, int status) {
+    conn *c = u->data;
+    if (c->state == CONN_S_CLOSED || status == UV_ECANCELED) {
+        conn_release(c);
+        return;
+    }
+    if (status < 0) {
+        char why[128];
+        snprintf(why, sizeof why, "cannot store the upload: %s", uv_strerror(status));
+        LOG(LOG_ERROR, "conn=%llu creating a temporary file in %s: %s", (unsigned long long)c->id,
+            c->server->cfg->directory, uv_strerror(status));
+        metrics_count_reject(REJECT_STORAGE);
+        conn_send_error(c, util_disk_full(status) ? 507 : 500, why, NULL);
+        conn_release(c);
+        return;
+    }
+    /* Auth and size passed and the file is ready: now ask for the body. */
+    if (c->flags & CONN_F_CONTINUE)
+        conn_send_continue(c);
+    conn_release(c);
+    conn_resume(c);
+}
+
+void routes_open_upload(conn *c) {
+    int rc = upload_open(&c->up, c->server->cfg->directory, c->id, on_upload_open);
+    if (rc != 0) {
+        metrics_count_reject(REJECT_STORAGE);
+        conn_send_error(c, 500, "cannot store the upload", NULL);
+        return;
+    }
+    conn_hold(c);
+}
+
+static void on_submitted(void *arg, int status, const char *reason) {
+    conn *c = arg;
+    if (c->state != CONN_S_CLOSED) {
+        if (status == 204)
+            conn_send(c, 204, NULL, NULL, NULL, 0, NULL, NULL);
+        else
+            conn_send_error(c, status, reason, status == 503 ? "Retry-After: 5\r\n" : NULL);
+    }
+    conn_release(c);
+}
+
+/* ---- merge ----------------------------------------------------------------- */
+
+static void on_merged(void *arg, int status, const char *reason, store_blob *blob) {
+    conn *c = arg;
+    if (c->state != CONN_S_CLOSED) {
+        if (status == 200)
+            conn_send(c, 200, "application/octet-stream",
+                      "Content-Disposition: attachment; filename=\"merged.pgo\"\r\n", blob->data,
+                      blob->len, store_blob_unref, blob);
+        else
+            conn_send_error(c, status, reason, status == 503 ? "Retry-After: 5\r\n" : NULL);
+    } else {
+        store_blob_unref(blob);
+    }
+    conn_release(c);
+}
+
+void routes_dispatch(conn *c) {
+    server *s = c->server;
+    switch (c->req.route) {
+    case ROUTE_HEALTHZ:
+        conn_send(c, 200, "text/plain; charset=utf-8", NULL, "OK", 2, NULL, NULL);
+        return;
+    case ROUTE_METRICS: {
+        char *text;
+        size_t len;
+        metrics_render(&text, &len);
+        conn_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len, free, text);
+        return;
+    }
+    case ROUTE_SUBMIT: {
+        int fd;
+        char *path;
+        upload_detach(&c->up, &fd, &path);
+        conn_hold(c);
+        store_submit(s->store, fd, path, c, on_submitted);
+        return;
+    }
+    case ROUTE_MERGE:
+        conn_hold(c);
+        store_merge(s->store, c->req.and_combine, c, on_merged);
+        return;
+    default:
+        conn_send_error(c, 500, "internal error: no route", NULL);
+        return;
+    }
+}

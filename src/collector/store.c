@@ -1,0 +1,647 @@
+/*
+ * store.c: the store's operations (see store.h for the design).
+ *
+ * Functions named *_work run on the threadpool and touch only their job and,
+ * for store operations, the store's private aggregate (_merger, _files,
+ * _counter, _needs_load): the serial queue guarantees that one operation at
+ * a time does, with uv_queue_work's hand-off ordering the memory. The loop
+ * side (queue, cache, counters) is touched only by the loop thread. Workers
+ * do not log: they leave lines in op->log for after_work to write.
+ */
+#include "collector/store.h"
+
+#include "collector/disk.h"
+#include "collector/log.h"
+#include "collector/metrics.h"
+#include "collector/upload.h"
+#include "collector/util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef enum op_kind { OP_LOAD, OP_COMMIT, OP_MERGE, OP_COMBINE } op_kind;
+
+typedef struct store_op {
+    uv_work_t work;
+    store *st;
+    op_kind kind;
+    struct store_op *next;
+    void *arg;
+    store_submit_cb submit_cb;
+    store_merge_cb merge_cb;
+
+    /* commit input: owned */
+    pprof_profile *profile;
+    char *tmp_path;
+    uint64_t tmp_size;
+
+    /* merge/combine input: a reference to the cached blob, or NULL */
+    store_blob *cached;
+
+    /* results */
+    int status;
+    char reason[640];
+    int reject;
+    store_blob *blob;
+    double seconds;
+    uint64_t nfiles, nbytes;
+    uint64_t quarantined;
+    int combined;
+    int reloaded; /* the aggregate was rebuilt: cached is stale */
+    char *log; /* lines for the log, each "<level char><text>\n" */
+    size_t log_len;
+} store_op;
+
+typedef struct submit_job {
+    uv_work_t work;
+    store *st;
+    int fd;
+    char *path;
+    void *arg;
+    store_submit_cb cb;
+    pprof_profile *profile;
+    uint64_t size;
+    int status;
+    int reject;
+    char reason[640];
+} submit_job;
+
+struct store {
+    uv_loop_t *loop;
+    char *dir;
+    pprof_limits lim;
+
+    /* loop thread */
+    store_op *head, *tail; /* queued, not running */
+    store_op *running;
+    unsigned validating; /* submit jobs on the pool */
+    store_blob *cache;
+    void (*idle_cb)(void *);
+    void *idle_arg;
+
+    /* the running operation only */
+    pprof_merger *_merger;
+    disk_file *_files;
+    size_t _nfiles, _cap;
+    uint64_t _counter;
+    int _needs_load;
+};
+
+static int crash_step;
+
+static void crash_hook(int step) {
+    if (step == crash_step)
+        raise(SIGKILL);
+}
+
+void store_set_crash_step(int step) {
+    crash_step = step;
+    disk__combine_hook = step > 0 ? crash_hook : NULL;
+}
+
+static double mono_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- blobs ------------------------------------------------------------- */
+
+static store_blob *blob_ref(store_blob *b) {
+    if (b != NULL)
+        b->refs++;
+    return b;
+}
+
+void store_blob_unref(void *p) {
+    store_blob *b = p;
+    if (b == NULL)
+        return;
+    assert(b->refs > 0);
+    if (--b->refs == 0) {
+        free(b->data);
+        free(b);
+    }
+}
+
+/* ---- worker helpers ------------------------------------------------------ */
+
+static void __attribute__((format(printf, 3, 4))) op_log(store_op *op, char level,
+                                                           const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + 1, sizeof line - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof line - 3)
+        n = (int)sizeof line - 3;
+    line[0] = level;
+    line[n + 1] = '\n';
+    op->log = xrealloc(op->log, op->log_len + (size_t)n + 3);
+    memcpy(op->log + op->log_len, line, (size_t)n + 2);
+    op->log_len += (size_t)n + 2;
+    op->log[op->log_len] = '\0';
+}
+
+static void files_push(store *st, const char *name, uint64_t size) {
+    if (st->_nfiles == st->_cap) {
+        st->_cap = st->_cap ? st->_cap * 2 : 16;
+        st->_files = xrealloc(st->_files, st->_cap * sizeof *st->_files);
+    }
+    snprintf(st->_files[st->_nfiles].name, DISK_NAME_MAX, "%s", name);
+    st->_files[st->_nfiles].size = size;
+    st->_nfiles++;
+}
+
+static void stats(store *st, store_op *op) {
+    op->nfiles = st->_nfiles;
+    op->nbytes = 0;
+    for (size_t i = 0; i < st->_nfiles; i++)
+        op->nbytes += st->_files[i].size;
+}
+
+/* Worker: decodes dir/name into a profile that passes the CPU check. */
+static int decode_file(store *st, const char *name, pprof_profile **out, pprof_error *perr) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", st->dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        perr->code = PPROF_EIO;
+        snprintf(perr->msg, sizeof perr->msg, "cannot open: %s", strerror(errno));
+        return PPROF_EIO;
+    }
+    int rc = pprof_decode_fd(fd, &st->lim, out, perr);
+    close(fd);
+    if (rc == 0 && (rc = pprof_check_cpu(*out, perr)) != 0) {
+        pprof_profile_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Worker: (re)builds the aggregate from the directory. */
+static void load_work(store *st, store_op *op) {
+    char err[512];
+    int rc;
+    pprof_merger_free(st->_merger);
+    st->_merger = pprof_merger_new();
+    free(st->_files);
+    st->_files = NULL;
+    st->_nfiles = st->_cap = 0;
+    if (st->_merger == NULL) {
+        op_log(op, 'E', "store: out of memory creating the aggregate");
+        st->_needs_load = 1;
+        return;
+    }
+    rc = disk_sweep_temps(st->dir, err, sizeof err);
+    if (rc < 0)
+        op_log(op, 'E', "store: %s", err);
+    else if (rc > 0)
+        op_log(op, 'I', "store: removed %d leftover temporary file(s)", rc);
+    rc = disk_replay_journal(st->dir, err, sizeof err);
+    if (rc != 0)
+        op_log(op, rc > 0 ? 'I' : 'E', "store: %s", err);
+    disk_file *files = NULL;
+    size_t n = 0;
+    if (disk_list_profiles(st->dir, &files, &n, err, sizeof err) != 0) {
+        op_log(op, 'E', "store: %s", err);
+        st->_needs_load = 1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pprof_profile *p = NULL;
+        pprof_error perr = {0};
+        rc = decode_file(st, files[i].name, &p, &perr);
+        if (rc == 0) {
+            rc = pprof_merger_add(st->_merger, p, &perr);
+            pprof_profile_free(p);
+        }
+        if (rc == 0) {
+            files_push(st, files[i].name, files[i].size);
+            continue;
+        }
+        if (rc == PPROF_ENOMEM || rc == PPROF_EIO) {
+            /* Not the file's fault: leave it, it will be read next time. */
+            op_log(op, 'E', "store: skipped %s: %s", files[i].name, perr.msg);
+            continue;
+        }
+        if (disk_quarantine(st->dir, files[i].name, err, sizeof err) == 0) {
+            op->quarantined++;
+            op_log(op, 'W', "store: quarantined %s: %s", files[i].name, perr.msg);
+        } else {
+            op_log(op, 'E', "store: %s does not decode (%s) and cannot be quarantined: %s",
+                   files[i].name, perr.msg, err);
+        }
+    }
+    free(files);
+    st->_needs_load = 0;
+    op_log(op, 'I', "store: loaded %zu profile(s) from %s (%llu distinct samples)", st->_nfiles,
+           st->dir, (unsigned long long)pprof_merger_samples(st->_merger));
+}
+
+static int storage_status(int rc) {
+    return util_disk_full(rc) ? 507 : 500;
+}
+
+static void commit_work(store *st, store_op *op) {
+    pprof_error perr = {0};
+    char name[DISK_NAME_MAX], err[512];
+    int rc = pprof_merger_add(st->_merger, op->profile, &perr);
+    pprof_profile_free(op->profile);
+    op->profile = NULL;
+    if (rc != 0) {
+        op->status = rc == PPROF_ENOMEM ? 503 : 400;
+        op->reject = REJECT_ENGINE_BASE - rc;
+        snprintf(op->reason, sizeof op->reason, "%s", perr.msg);
+        unlink(op->tmp_path);
+        return;
+    }
+    rc = disk_commit(st->dir, op->tmp_path, "", &st->_counter, name, err, sizeof err);
+    if (rc != 0) {
+        /* The merger now holds a profile the directory may not: rebuild
+         * the aggregate from the directory before the next answer. */
+        st->_needs_load = 1;
+        op->status = storage_status(rc);
+        op->reject = REJECT_STORAGE;
+        snprintf(op->reason, sizeof op->reason, "cannot store the profile: %s", err);
+        op_log(op, 'E', "store: %s", err);
+        unlink(op->tmp_path);
+        return;
+    }
+    files_push(st, name, op->tmp_size);
+    op->status = 204;
+    op_log(op, 'D', "store: stored %s (%llu bytes)", name, (unsigned long long)op->tmp_size);
+}
+
+static int encode(store *st, store_op *op) {
+    pprof_error perr = {0};
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (op->cached != NULL && !op->reloaded)
+        return 0;
+    int rc = pprof_merger_encode(st->_merger, &data, &len, &perr);
+    if (rc != 0) {
+        op->status = rc == PPROF_ENOMEM ? 503 : 500;
+        snprintf(op->reason, sizeof op->reason, "cannot encode the merged profile: %s",
+                 perr.msg);
+        op_log(op, 'E', "store: %s", op->reason);
+        return rc;
+    }
+    op->blob = xcalloc(1, sizeof *op->blob);
+    op->blob->refs = 1;
+    op->blob->data = data;
+    op->blob->len = len;
+    return 0;
+}
+
+static void merge_work(store *st, store_op *op) {
+    double t0 = mono_seconds();
+    if (pprof_merger_profiles(st->_merger) == 0) {
+        op->status = 404;
+        snprintf(op->reason, sizeof op->reason, "no profiles stored yet");
+        return;
+    }
+    if (encode(st, op) != 0)
+        return;
+    op->status = 200;
+    if (op->kind == OP_COMBINE && st->_nfiles > 1) {
+        const store_blob *b = op->blob ? op->blob : op->cached;
+        char name[DISK_NAME_MAX], err[512];
+        int committed = 0;
+        int rc = disk_combine(st->dir, b->data, b->len, st->_files, st->_nfiles, &st->_counter,
+                              name, &committed, err, sizeof err);
+        if (rc != 0 && !committed) {
+            /* Nothing changed on disk; the merge itself is still good. */
+            op_log(op, 'E', "store: combine failed, stored files kept: %s", err);
+        } else {
+            if (rc != 0) {
+                /* Committed, but cleaning up failed: finish it the way a
+                 * restart would, then trust the directory again. */
+                op_log(op, 'E', "store: combine committed but: %s; replaying its journal", err);
+                char msg[512];
+                disk_replay_journal(st->dir, msg, sizeof msg);
+                op_log(op, 'I', "store: %s", msg);
+            }
+            op_log(op, 'I', "store: combined %zu profile file(s) into %s", st->_nfiles, name);
+            st->_nfiles = 0;
+            files_push(st, name, b->len);
+            op->combined = 1;
+        }
+    }
+    op->seconds = mono_seconds() - t0;
+}
+
+/* Runs on the threadpool: one store operation. */
+static void op_work(uv_work_t *w) {
+    store_op *op = container_of(w, store_op, work);
+    store *st = op->st;
+    if (st->_needs_load || op->kind == OP_LOAD) {
+        load_work(st, op);
+        op->reloaded = 1;
+    }
+    if (op->kind == OP_COMMIT) {
+        if (st->_merger == NULL) {
+            op->status = 503;
+            snprintf(op->reason, sizeof op->reason, "the store is not available");
+            unlink(op->tmp_path);
+        } else {
+            commit_work(st, op);
+        }
+    } else if (op->kind == OP_MERGE || op->kind == OP_COMBINE) {
+        if (st->_merger == NULL) {
+            op->status = 503;
+            snprintf(op->reason, sizeof op->reason, "the store is not available");
+        } else {
+            merge_work(st, op);
+        }
+    }
+    stats(st, op);
+}
+
+static void run_next(store *st);
+
+static void flush_log(store_op *op) {
+    if (op->log == NULL)
+        return;
+    for (char *line = op->log; *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        int lvl = line[0] == 'E' ? LOG_ERROR
+                  : line[0] == 'W' ? LOG_WARN
+                  : line[0] == 'I' ? LOG_INFO
+                                   : LOG_DEBUG;
+        LOG(lvl, "%s", line + 1);
+        line = nl + 1;
+    }
+    free(op->log);
+    op->log = NULL;
+}
+
+static void op_after(uv_work_t *w, int status) {
+    store_op *op = container_of(w, store_op, work);
+    store *st = op->st;
+    st->running = NULL;
+    if (status == UV_ECANCELED) {
+        op->status = 503;
+        snprintf(op->reason, sizeof op->reason, "shutting down");
+        if (op->tmp_path)
+            unlink(op->tmp_path); /* the loop is ending; a blocking unlink is fine */
+        pprof_profile_free(op->profile);
+        op->profile = NULL;
+    }
+    flush_log(op);
+    if (op->reloaded) {
+        store_blob_unref(st->cache);
+        st->cache = NULL;
+    }
+    g_metrics.stored_profiles = op->nfiles;
+    g_metrics.stored_bytes = op->nbytes;
+    g_metrics.quarantined += op->quarantined;
+    switch (op->kind) {
+    case OP_LOAD:
+        g_metrics.store_ready = 1;
+        break;
+    case OP_COMMIT:
+        if (op->status == 204) {
+            g_metrics.profiles_accepted++;
+            /* The aggregate changed: the cached encoding is stale. */
+            store_blob_unref(st->cache);
+            st->cache = NULL;
+        } else {
+            metrics_count_reject(op->reject);
+        }
+        op->submit_cb(op->arg, op->status, op->reason);
+        break;
+    case OP_MERGE:
+    case OP_COMBINE:
+        if (op->status == 200) {
+            store_blob *b = op->blob != NULL ? op->blob : blob_ref(op->cached);
+            if (op->blob != NULL) {
+                store_blob_unref(st->cache);
+                st->cache = blob_ref(op->blob);
+            }
+            g_metrics.merges++;
+            g_metrics.merge_seconds_sum += op->seconds;
+            if (op->combined)
+                g_metrics.combines++;
+            op->merge_cb(op->arg, 200, NULL, b);
+        } else {
+            if (op->status != 404)
+                g_metrics.merge_errors++;
+            store_blob_unref(op->blob);
+            op->merge_cb(op->arg, op->status, op->reason, NULL);
+        }
+        store_blob_unref(op->cached);
+        break;
+    }
+    free(op->tmp_path);
+    free(op);
+    run_next(st);
+}
+
+static void run_next(store *st) {
+    while (st->running == NULL && st->head != NULL) {
+        store_op *op = st->head;
+        st->head = op->next;
+        if (st->head == NULL)
+            st->tail = NULL;
+        st->running = op;
+        /* Every operation ahead has finished, so the cache (if any) is the
+         * encoding of the aggregate this one will see. */
+        if ((op->kind == OP_MERGE || op->kind == OP_COMBINE) && st->cache != NULL)
+            op->cached = blob_ref(st->cache);
+        if (uv_queue_work(st->loop, &op->work, op_work, op_after) != 0) {
+            st->running = NULL;
+            op_after(&op->work, UV_ECANCELED);
+            return;
+        }
+    }
+    if (!store_busy(st) && st->idle_cb != NULL)
+        st->idle_cb(st->idle_arg);
+}
+
+static void enqueue(store *st, store_op *op) {
+    op->st = st;
+    op->next = NULL;
+    if (st->tail)
+        st->tail->next = op;
+    else
+        st->head = op;
+    st->tail = op;
+    run_next(st);
+}
+
+/* ---- submissions ----------------------------------------------------------- */
+
+/* Runs on the threadpool: validate the upload and make it durable. */
+static void submit_work(uv_work_t *w) {
+    submit_job *j = container_of(w, submit_job, work);
+    pprof_error perr = {0};
+    unsigned char magic[2] = {0, 0};
+    char err[256];
+    int rc;
+    if (lseek(j->fd, 0, SEEK_SET) < 0 || pread(j->fd, magic, 2, 0) < 0) {
+        j->status = 500;
+        j->reject = REJECT_STORAGE;
+        snprintf(j->reason, sizeof j->reason, "cannot read the upload: %s", strerror(errno));
+        return;
+    }
+    rc = pprof_decode_fd(j->fd, &j->st->lim, &j->profile, &perr);
+    if (rc == 0 && (rc = pprof_check_cpu(j->profile, &perr)) != 0) {
+        pprof_profile_free(j->profile);
+        j->profile = NULL;
+    }
+    if (rc != 0) {
+        j->reject = REJECT_ENGINE_BASE - rc;
+        j->status = (rc == PPROF_ETOOBIG || rc == PPROF_ELIMIT) ? 413
+                    : rc == PPROF_ENOMEM                        ? 503
+                    : rc == PPROF_EIO                           ? 500
+                                                                : 400;
+        snprintf(j->reason, sizeof j->reason, "%s", perr.msg);
+        return;
+    }
+    if (magic[0] != 0x1f || magic[1] != 0x8b) {
+        /* Raw protobuf: stored files are gzip, as the Go collector's. */
+        size_t pl = strlen(j->path);
+        char *gz = xmalloc(pl + 4);
+        memcpy(gz, j->path, pl);
+        memcpy(gz + pl, "-gz", 4);
+        int out = open(gz, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (out < 0 || (rc = disk_gzip_fd(j->fd, out, err, sizeof err)) != 0) {
+            if (out < 0) {
+                rc = -errno;
+                snprintf(err, sizeof err, "%s", strerror(errno));
+            } else {
+                close(out);
+            }
+            unlink(gz);
+            free(gz);
+            goto fail_storage;
+        }
+        close(j->fd);
+        unlink(j->path);
+        free(j->path);
+        j->path = gz;
+        j->fd = out;
+    }
+    struct stat st;
+    if (fsync(j->fd) != 0 || fstat(j->fd, &st) != 0) {
+        rc = -errno;
+        snprintf(err, sizeof err, "fsync: %s", strerror(errno));
+        goto fail_storage;
+    }
+    j->size = (uint64_t)st.st_size;
+    j->status = 204;
+    return;
+fail_storage:
+    pprof_profile_free(j->profile);
+    j->profile = NULL;
+    j->status = storage_status(rc);
+    j->reject = REJECT_STORAGE;
+    snprintf(j->reason, sizeof j->reason, "cannot store the profile: %s", err);
+}
+
+static void submit_after(uv_work_t *w, int status) {
+    submit_job *j = container_of(w, submit_job, work);
+    store *st = j->st;
+    st->validating--;
+    if (status == UV_ECANCELED) {
+        j->status = 503;
+        j->reject = REJECT_STORAGE;
+        snprintf(j->reason, sizeof j->reason, "shutting down");
+    }
+    /* Close on the loop: a close after fsync does not wait for the disk. */
+    if (j->fd >= 0)
+        close(j->fd);
+    if (j->status != 204) {
+        metrics_count_reject(j->reject);
+        upload_discard(st->loop, -1, j->path);
+        j->cb(j->arg, j->status, j->reason);
+        free(j);
+        if (!store_busy(st) && st->idle_cb != NULL)
+            st->idle_cb(st->idle_arg);
+        return;
+    }
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_COMMIT;
+    op->arg = j->arg;
+    op->submit_cb = j->cb;
+    op->profile = j->profile;
+    op->tmp_path = j->path;
+    op->tmp_size = j->size;
+    free(j);
+    enqueue(st, op);
+}
+
+void store_submit(store *st, int fd, char *path, void *arg, store_submit_cb cb) {
+    submit_job *j = xcalloc(1, sizeof *j);
+    j->st = st;
+    j->fd = fd;
+    j->path = path;
+    j->arg = arg;
+    j->cb = cb;
+    st->validating++;
+    if (uv_queue_work(st->loop, &j->work, submit_work, submit_after) != 0)
+        submit_after(&j->work, UV_ECANCELED);
+}
+
+void store_merge(store *st, int combine, void *arg, store_merge_cb cb) {
+    if (!combine && st->cache != NULL && st->head == NULL && st->running == NULL) {
+        /* Nothing queued could change the aggregate: answer from cache. */
+        g_metrics.merges++;
+        cb(arg, 200, NULL, blob_ref(st->cache));
+        return;
+    }
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = combine ? OP_COMBINE : OP_MERGE;
+    op->arg = arg;
+    op->merge_cb = cb;
+    enqueue(st, op);
+}
+
+/* ---- lifetime -------------------------------------------------------------- */
+
+store *store_new(uv_loop_t *loop, const char *dir, const pprof_limits *lim) {
+    store *st = xcalloc(1, sizeof *st);
+    st->loop = loop;
+    st->dir = xstrdup(dir);
+    st->lim = *lim;
+    return st;
+}
+
+void store_start(store *st) {
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_LOAD;
+    enqueue(st, op);
+}
+
+int store_busy(const store *st) {
+    return st->running != NULL || st->head != NULL || st->validating > 0;
+}
+
+void store_on_idle(store *st, void (*cb)(void *), void *arg) {
+    st->idle_cb = cb;
+    st->idle_arg = arg;
+}
+
+void store_free(store *st) {
+    if (st == NULL)
+        return;
+    assert(!store_busy(st));
+    store_blob_unref(st->cache);
+    pprof_merger_free(st->_merger);
+    free(st->_files);
+    free(st->dir);
+    free(st);
+}

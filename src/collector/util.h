@@ -1,0 +1,33 @@
+/*
+ * util.h: small helpers shared by the collector's files.
+ *
+ * DESIGN
+ * x*alloc() are for small internal objects whose size we choose: they abort
+ * with a message when memory runs out (Redis zmalloc). Sizes a client
+ * controls never go through them; those use try_ functions and turn failure
+ * into 413 or 503. container_of() recovers a struct from an embedded member
+ * (libuv's uv__work_done does the same).
+ */
+#ifndef COLLECTOR_UTIL_H
+#define COLLECTOR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define container_of(ptr, type, member)                                        \
+    ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Whether a negative uv/errno code means the disk (or quota) is full. */
+int util_disk_full(int rc);
+
+/* Milliseconds since the Unix epoch, from the wall clock. */
+uint64_t util_now_ms(void);
+
+#endif /* COLLECTOR_UTIL_H */
