@@ -156,10 +156,10 @@ static void put_sample(enc *e, uint32_t si)
 {
     const pprof_merger *m = e->m;
     const pprof__msample *s = &PPROF__AT(m->samples, pprof__msample, si);
-    const uint32_t *stack = (const uint32_t *)m->stacks.p + s->stack_off;
-    const pprof__mlabel *lab = (const pprof__mlabel *)m->mlabels.p + s->label_off;
+    const uint32_t *stack = PPROF__SLICE(m->stacks, const uint32_t, s->stack_off);
+    const pprof__mlabel *lab = PPROF__SLICE(m->mlabels, const pprof__mlabel, s->label_off);
     size_t nst = m->sample_types.n / 2;
-    const int64_t *v = (const int64_t *)m->values.p + (size_t)si * nst;
+    const int64_t *v = PPROF__SLICE(m->values, const int64_t, (size_t)si * nst);
     size_t locs = 0, vals = 0, size = 0, j;
 
     for (j = 0; j < s->nloc; j++)
@@ -220,7 +220,7 @@ static void put_location(enc *e, uint32_t li)
 {
     const pprof_merger *m = e->m;
     const pprof__mloc *l = &PPROF__AT(m->locations, pprof__mloc, li);
-    const pprof__mline *ln = (const pprof__mline *)m->mlines.p + l->line_off;
+    const pprof__mline *ln = PPROF__SLICE(m->mlines, const pprof__mline, l->line_off);
     uint64_t map = l->mapping == PPROF__NONE ? 0 : e->map_id[l->mapping];
     size_t size, j;
 
@@ -282,7 +282,7 @@ static void renumber(enc *e)
 
 #define MARK(arr, i) ((arr)[i] = 1)
     for (i = 0; i < m->samples.n; i++) {
-        const int64_t *v = (const int64_t *)m->values.p + i * nst;
+        const int64_t *v = PPROF__SLICE(m->values, const int64_t, i * nst);
         for (j = 0; j < nst && !v[j]; j++)
             ;
         e->live[i] = j < nst;

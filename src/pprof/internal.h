@@ -92,6 +92,14 @@ void pprof__vec_free(pprof__vec *v);
 
 #define PPROF__AT(vec, type, i) (((type *)(vec).p)[i])
 
+/* A pointer to element off of vec, NULL-safe: an empty vec may have no
+ * storage, and NULL + 0 is undefined behaviour in C. */
+static inline void *pprof__slice(const pprof__vec *v, size_t size, size_t off)
+{
+    return v->p ? (char *)v->p + size * off : NULL;
+}
+#define PPROF__SLICE(vec, type, off) ((type *)pprof__slice(&(vec), sizeof(type), (off)))
+
 /* ---- errors ------------------------------------------------------------- */
 
 /* Fills err (if not NULL) with code and the formatted sentence; returns code. */

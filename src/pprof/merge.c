@@ -285,7 +285,7 @@ static int map_location(pprof_merger *m, const pprof_profile *p, uint32_t li,
 {
     uint32_t *memo = m->s_loc.p;
     const pprof__location *src = &PPROF__AT(p->locations, pprof__location, li);
-    const pprof__line *sl = (const pprof__line *)p->lines.p + src->line_off;
+    const pprof__line *sl = PPROF__SLICE(p->lines, const pprof__line, src->line_off);
     pprof__mline *lines;
     const pprof__mloc *tab;
     const pprof__mline *mlines;
@@ -339,7 +339,7 @@ static int map_location(pprof_merger *m, const pprof_profile *p, uint32_t li,
             return rc;
         k.line_off = (uint32_t)m->mlines.n;
         if (k.nline)
-            memcpy((pprof__mline *)m->mlines.p + m->mlines.n, lines, k.nline * sizeof(*lines));
+            memcpy(PPROF__SLICE(m->mlines, pprof__mline, m->mlines.n), lines, k.nline * sizeof(*lines));
         m->mlines.n += k.nline;
         found = (uint32_t)m->locations.n;
         PPROF__AT(m->locations, pprof__mloc, m->locations.n++) = k;
@@ -371,7 +371,7 @@ static int lab_cmp(const void *a, const void *b)
 /* Canonical labels of sample s into m->s_lab (as pprof__mlabel). */
 static int map_labels(pprof_merger *m, const pprof_profile *p, const pprof__sample *s)
 {
-    const pprof__label *src = (const pprof__label *)p->labels.p + s->label_off;
+    const pprof__label *src = PPROF__SLICE(p->labels, const pprof__label, s->label_off);
     lab_sort *ls;
     pprof__mlabel *out;
     uint32_t j, n = 0;
@@ -416,7 +416,7 @@ static int map_labels(pprof_merger *m, const pprof_profile *p, const pprof__samp
 
 static bool is_zero_sample(const pprof_profile *p, const pprof__sample *s)
 {
-    const int64_t *v = (const int64_t *)p->values.p + s->val_off;
+    const int64_t *v = PPROF__SLICE(p->values, const int64_t, s->val_off);
     uint32_t j;
 
     for (j = 0; j < s->nval; j++)
@@ -428,7 +428,7 @@ static bool is_zero_sample(const pprof_profile *p, const pprof__sample *s)
 static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__sample *s,
                       uint32_t *out)
 {
-    const uint64_t *locs = (const uint64_t *)p->locids.p + s->loc_off;
+    const uint64_t *locs = PPROF__SLICE(p->locids, const uint64_t, s->loc_off);
     const pprof__msample *tab;
     const uint32_t *stacks;
     const pprof__mlabel *mlabels, *lab;
@@ -475,14 +475,14 @@ static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__samp
             return rc;
         k.stack_off = (uint32_t)m->stacks.n;
         if (k.nloc)
-            memcpy((uint32_t *)m->stacks.p + m->stacks.n, stack, k.nloc * sizeof(*stack));
+            memcpy(PPROF__SLICE(m->stacks, uint32_t, m->stacks.n), stack, k.nloc * sizeof(*stack));
         m->stacks.n += k.nloc;
         k.label_off = (uint32_t)m->mlabels.n;
         if (k.nlabel)
-            memcpy((pprof__mlabel *)m->mlabels.p + m->mlabels.n, lab, k.nlabel * sizeof(*lab));
+            memcpy(PPROF__SLICE(m->mlabels, pprof__mlabel, m->mlabels.n), lab, k.nlabel * sizeof(*lab));
         m->mlabels.n += k.nlabel;
         if (nst)
-            memset((int64_t *)m->values.p + m->values.n, 0, nst * sizeof(int64_t));
+            memset(PPROF__SLICE(m->values, int64_t, m->values.n), 0, nst * sizeof(int64_t));
         m->values.n += nst;
         found = (uint32_t)m->samples.n;
         PPROF__AT(m->samples, pprof__msample, m->samples.n++) = k;
@@ -768,8 +768,8 @@ int pprof_merger_add(pprof_merger *m, const pprof_profile *p, pprof_error *err)
         int64_t *acc;
         if (targets[i] == PPROF__NONE)
             continue;
-        v = (const int64_t *)p->values.p + smp[i].val_off;
-        acc = (int64_t *)m->values.p + (size_t)targets[i] * nst;
+        v = PPROF__SLICE(p->values, const int64_t, smp[i].val_off);
+        acc = PPROF__SLICE(m->values, int64_t, (size_t)targets[i] * nst);
         for (j = 0; j < nst; j++)
             acc[j] = (int64_t)((uint64_t)acc[j] + (uint64_t)v[j]);
     }

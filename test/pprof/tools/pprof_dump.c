@@ -222,7 +222,7 @@ static int cmd_samples(const char *path)
             free(lr);
         }
         rows[nrows].key = b.s;
-        rows[nrows].v = (int64_t *)p->values.p + s[i].val_off;
+        rows[nrows].v = PPROF__SLICE(p->values, int64_t, s[i].val_off);
         nrows++;
     }
     qsort(rows, nrows, sizeof(*rows), row_cmp);
