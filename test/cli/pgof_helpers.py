@@ -12,6 +12,7 @@ import http.server
 import os
 import re
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -143,15 +144,21 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
 
 
 class FakeServer:
-    def __init__(self, steps, host="127.0.0.1"):
+    """Serves a Script on a free port; with tls=(cert, key) it speaks https."""
+
+    def __init__(self, steps, host="127.0.0.1", tls=None):
         self.script = Script(steps)
         self.httpd = http.server.ThreadingHTTPServer((host, 0), FakeHandler)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.httpd.script = self.script
         # A client that hangs up early (timeouts, cut bodies) is expected here.
         self.httpd.handle_error = lambda request, address: None
         self.port = self.httpd.server_address[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
                                        daemon=True)
 
@@ -166,6 +173,16 @@ class FakeServer:
     @property
     def requests(self):
         return self.script.requests
+
+
+def self_signed(tmp):
+    """A certificate for 127.0.0.1 and its key, made with openssl: (cert, key)."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
 
 
 # ---- the real collector -------------------------------------------------------

@@ -6,7 +6,7 @@ happy path and the auth errors also run against the real collector.
 import os
 
 from pgof_helpers import (BAD, FakeServer, clean_env, collector, free_port, needs_pgof, profile,  # noqa: F401
-                          read, run_pgof)
+                          read, run_pgof, self_signed)
 
 pytestmark = needs_pgof
 
@@ -206,6 +206,26 @@ def test_fetch_refuses_redirect_to_other_schemes(tmp_path):
     assert p.returncode == 1
     assert "refused to follow" in p.err, p.err
     assert os.listdir(tmp_path) == []
+
+
+def test_fetch_https_verifies_and_never_downgrades(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    tls = self_signed(str(tmp_path))
+    with FakeServer([("profile", FIB)], tls=tls) as srv:
+        p = run_pgof(fast(), env=env_for(srv.url), cwd=work)
+        assert p.returncode == 1
+        assert "TLS failure" in p.err and "retrying" not in p.err, p.err
+        p = run_pgof(fast("--cacert", tls[0]), env=env_for(srv.url), cwd=work)
+        assert p.returncode == 0, p.err
+        assert srv.requests[0]["headers"]["Authorization"] == "Bearer " + KEY
+    assert read(work / "default.pgo") == FIB
+    with FakeServer([("profile", SORT)]) as plain:
+        with FakeServer([("redirect", 307, plain.url + "/v1/merge")], tls=tls) as srv:
+            p = run_pgof(fast("--cacert", tls[0]), env=env_for(srv.url), cwd=work)
+    assert p.returncode == 1 and "refused to follow" in p.err, p.err
+    assert plain.requests == []
+    assert read(work / "default.pgo") == FIB
 
 
 def test_fetch_if_missing_makes_no_request_for_a_valid_file(tmp_path):
