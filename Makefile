@@ -127,8 +127,19 @@ $(BUILD)/test/cli/%: test/cli/%.c $(LIBPPROF) $(BUILD)/.flags
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPPROF) -lcmocka $(LIBS_CLI)
 
-unit-build: $(UNIT_BINS)
+# pprof-dump: the engine's command-line driver for the cross-check tests
+# (test/pprof/test_crosscheck.py) and the engine benchmark.
+PPROF_DUMP := $(BUILD)/pprof-dump
+$(PPROF_DUMP): $(wildcard test/pprof/tools/*.c) $(LIBPPROF) $(BUILD)/.flags
+	$(CC) $(ALL_CFLAGS) $(WARN) $(filter %.c,$^) -o $@ $(ALL_LDFLAGS) $(LIBPPROF) $(LIBS_PPROF)
+
+unit-build: $(UNIT_BINS) $(PPROF_DUMP)
 .PHONY: unit-build
+
+# The pprof engine vs `go tool pprof -proto` on 1,000 real profiles (long; not in make test).
+bench-engine: $(LIBPPROF) $(PPROF_DUMP)
+	test/bench/merge_engine.sh
+.PHONY: bench-engine
 
 # ---- fuzzing ---------------------------------------------------------------
 FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
