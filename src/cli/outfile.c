@@ -20,17 +20,54 @@
  * other file a tool writes.
  *
  * cli_outfile_abort is the one cleanup and may run any number of times.
+ *
+ * Interrupts: while a temporary file exists, SIGINT, SIGTERM and SIGHUP
+ * unlink it (unlink is async-signal-safe) and then die of the signal as
+ * usual, so a build cancelled mid-download leaves no ".default.pgo.*"
+ * behind. pgof has one outfile at a time; the handler reads its path from a
+ * static that is set before the handler is armed and cleared before the path
+ * is freed.
  */
 #include "cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static const char *volatile pending_tmp;
+
+static void on_signal(int sig)
+{
+    const char *p = pending_tmp;
+    if (p)
+        unlink(p);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Points the signal handler at path (or at nothing, with NULL). */
+static void track(const char *path)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa;
+
+    if (path) {
+        pending_tmp = path;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+            sigaction(sigs[i], &sa, NULL);
+    } else {
+        pending_tmp = NULL;
+    }
+}
 
 int cli_outfile_open(cli_outfile *o, const char *target, char *err)
 {
@@ -71,6 +108,7 @@ int cli_outfile_open(cli_outfile *o, const char *target, char *err)
         o->tmp_path = NULL;
         goto fail_reported;
     }
+    track(o->tmp_path);
     free(copy1);
     free(copy2);
     return 0;
@@ -163,6 +201,7 @@ int cli_outfile_commit(cli_outfile *o, char *err)
                  strerror(errno));
         return CLI_EIO;
     }
+    track(NULL);
     free(o->tmp_path);
     o->tmp_path = NULL;
 
@@ -188,6 +227,7 @@ void cli_outfile_abort(cli_outfile *o)
     }
     if (o->tmp_path) {
         unlink(o->tmp_path);
+        track(NULL);
         free(o->tmp_path);
         o->tmp_path = NULL;
     }

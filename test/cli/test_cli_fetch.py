@@ -4,9 +4,13 @@ Fault cases run against a scripted server (pgof_helpers.FakeServer); the
 happy path and the auth errors also run against the real collector.
 """
 import os
+import signal
+import subprocess
+import time
 
-from pgof_helpers import (BAD, FakeServer, clean_env, collector, free_port, needs_pgof, profile,  # noqa: F401
-                          read, run_pgof, self_signed)
+from pgof_helpers import collector  # noqa: F401 (a fixture)
+from pgof_helpers import (BAD, PGOF, FakeServer, clean_env, free_port, needs_pgof, profile, read,
+                          run_pgof, self_signed)
 
 pytestmark = needs_pgof
 
@@ -206,6 +210,22 @@ def test_fetch_refuses_redirect_to_other_schemes(tmp_path):
     assert p.returncode == 1
     assert "refused to follow" in p.err, p.err
     assert os.listdir(tmp_path) == []
+
+
+def test_fetch_interrupted_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "default.pgo").write_bytes(OLD)
+    with FakeServer([("slow", 5, ("profile", FIB))]) as srv:
+        proc = subprocess.Popen([PGOF, "fetch", "--timeout", "10"], env=env_for(srv.url),
+                                cwd=tmp_path, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 5
+        while not leftovers(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert leftovers(tmp_path), "fetch never created its temporary file"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGTERM
+    assert leftovers(tmp_path) == []
+    assert read(tmp_path / "default.pgo") == OLD
 
 
 def test_fetch_https_verifies_and_never_downgrades(tmp_path):
