@@ -57,8 +57,11 @@ extern const char *cli_command;
 /* Prints "pgof <command>: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prints a usage error, then "Run 'pgof <command> --help'.", to stderr. */
+/* Prints a usage error, then cli_usage_hint's line, to stderr. */
 void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "Run 'pgof <command> --help' for usage." to stderr. */
+void cli_usage_hint(void);
 
 /* ---- subcommands -------------------------------------------------------- */
 

@@ -154,7 +154,7 @@ int cli_fetch_main(int argc, char **argv)
         case OPT_ALLOW_EMPTY: allow_empty = 1; break;
         case OPT_IF_MISSING: if_missing = 1; break;
         default:
-            cli_usage_error("unknown option");
+            cli_usage_hint(); /* getopt_long named the option */
             return CLI_EXIT_USAGE;
         }
     }

@@ -63,7 +63,7 @@ int cli_healthcheck_main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': fputs(usage, stdout); return CLI_EXIT_OK;
         default:
-            cli_usage_error("unknown option");
+            cli_usage_hint(); /* getopt_long named the option */
             return CLI_EXIT_USAGE;
         }
     }

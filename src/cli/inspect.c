@@ -284,7 +284,7 @@ int cli_inspect_main(int argc, char **argv)
         case 'h': fputs(usage, stdout); return CLI_EXIT_OK;
         case OPT_JSON: json = 1; break;
         default:
-            cli_usage_error("unknown option");
+            cli_usage_hint(); /* getopt_long named the option */
             return CLI_EXIT_USAGE;
         }
     }

@@ -79,16 +79,21 @@ void cli_error(const char *fmt, ...)
     va_end(ap);
 }
 
+void cli_usage_hint(void)
+{
+    if (cli_command[0])
+        fprintf(stderr, "Run 'pgof %s --help' for usage.\n", cli_command);
+    else
+        fputs("Run 'pgof --help' for usage.\n", stderr);
+}
+
 void cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vmessage(fmt, ap);
     va_end(ap);
-    if (cli_command[0])
-        fprintf(stderr, "Run 'pgof %s --help' for usage.\n", cli_command);
-    else
-        fputs("Run 'pgof --help' for usage.\n", stderr);
+    cli_usage_hint();
 }
 
 static const command *find(const char *name)

@@ -116,7 +116,7 @@ int cli_merge_main(int argc, char **argv)
         case 'h': fputs(usage, stdout); return CLI_EXIT_OK;
         case OPT_CPU: cpu_only = 1; break;
         default:
-            cli_usage_error("unknown option");
+            cli_usage_hint(); /* getopt_long named the option */
             return CLI_EXIT_USAGE;
         }
     }
