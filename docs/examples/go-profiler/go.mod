@@ -1,0 +1,3 @@
+module example.com/go-profiler
+
+go 1.19
