@@ -195,6 +195,61 @@ int pprof_summarize(const pprof_profile *p, pprof_summary **out,
                     pprof_error *err);
 void pprof_summary_free(pprof_summary *s);
 
+/* ---- builder (src/pprof/builder.c, for the embedded profiler) -------- */
+
+/*
+ * Builds a CPU profile (period type cpu/nanoseconds; sample types
+ * samples/count and cpu/nanoseconds) table by table. Ids are handed out
+ * 1..n in the order things are added. pprof_builder_finish validates the
+ * result with exactly the rules a decoded profile meets and returns an
+ * ordinary pprof_profile, to be checked, merged (deduplicated) and encoded
+ * with the functions above. The builder does not deduplicate functions or
+ * locations itself; send the profile through a merger for compact output.
+ * After any failure every later call on the builder fails the same way.
+ */
+typedef struct pprof_builder pprof_builder;
+
+/* One frame of a location: the innermost (inlined) frame comes first, as in
+ * pprof. Strings are copied; NULL means "". A NULL system_name repeats
+ * function. */
+typedef struct pprof_builder_line {
+    const char *function, *system_name, *file;
+    int64_t start_line, line;
+} pprof_builder_line;
+
+/* Returns owned (pprof_builder_free), or NULL when out of memory. */
+pprof_builder *pprof_builder_new_cpu(int64_t period_ns, int64_t time_nanos,
+                                     int64_t duration_nanos);
+void pprof_builder_free(pprof_builder *b);
+
+/* Adds a mapping [start, limit) of file at offset; *id receives its id. */
+int pprof_builder_add_mapping(pprof_builder *b, uint64_t start, uint64_t limit,
+                              uint64_t offset, const char *file,
+                              const char *build_id, uint64_t *id,
+                              pprof_error *err);
+
+/* Adds a location at address in mapping mapping_id (0 = none) with nlines
+ * frames (0 = unsymbolized); *id receives its id. A mapping gets
+ * has_functions once one of its locations has a frame. */
+int pprof_builder_add_location(pprof_builder *b, uint64_t mapping_id,
+                               uint64_t address,
+                               const pprof_builder_line *lines, size_t nlines,
+                               uint64_t *id, pprof_error *err);
+
+/* Adds a sample: location ids leaf first, and its two values. */
+int pprof_builder_add_sample(pprof_builder *b, const uint64_t *loc_ids,
+                             size_t nloc, int64_t count, int64_t cpu_ns,
+                             pprof_error *err);
+
+/* Adds a free-text comment (pprof shows them with -comments). */
+int pprof_builder_add_comment(pprof_builder *b, const char *comment,
+                              pprof_error *err);
+
+/* Validates and hands out the profile (*out owned by the caller); the
+ * builder is then spent and only pprof_builder_free may follow. */
+int pprof_builder_finish(pprof_builder *b, pprof_profile **out,
+                         pprof_error *err);
+
 #ifdef __cplusplus
 }
 #endif
