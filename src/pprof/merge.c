@@ -184,13 +184,38 @@ static int map_str(pprof_merger *m, const pprof_profile *p, int64_t i, uint32_t 
 
 /* ---- functions, mappings, locations ------------------------------------------ */
 
+/* Finds or adds function k (hash computed here). */
+static int intern_function(pprof_merger *m, pprof__mfunc *k, uint32_t *out)
+{
+    const pprof__mfunc *tab = m->functions.p;
+    uint32_t found;
+    int rc;
+
+    k->hash = (uint32_t)pprof__hash_mix(
+        pprof__hash_mix(pprof__hash_mix(k->name, k->system_name), k->filename),
+        (uint64_t)k->start_line);
+    HT_FIND(&m->func_ht, k->hash,
+            tab[idx].name == k->name && tab[idx].system_name == k->system_name &&
+                tab[idx].filename == k->filename && tab[idx].start_line == k->start_line,
+            &found);
+    if (found == PPROF__NONE) {
+        if ((rc = ht_reserve(&m->func_ht, &m->budget)) ||
+            (rc = grow(m, &m->functions, sizeof(*k), 1)))
+            return rc;
+        found = (uint32_t)m->functions.n;
+        PPROF__AT(m->functions, pprof__mfunc, m->functions.n++) = *k;
+        ht_put(&m->func_ht, k->hash, found);
+    }
+    *out = found;
+    return 0;
+}
+
 static int map_function(pprof_merger *m, const pprof_profile *p, uint32_t fi,
                         uint32_t *out)
 {
     uint32_t *memo = m->s_func.p;
     const pprof__function *f = &PPROF__AT(p->functions, pprof__function, fi);
     pprof__mfunc k;
-    const pprof__mfunc *tab;
     uint32_t found;
     int rc;
 
@@ -204,22 +229,8 @@ static int map_function(pprof_merger *m, const pprof_profile *p, uint32_t fi,
         (rc = map_str(m, p, f->filename, &k.filename)))
         return rc;
     k.start_line = f->start_line;
-    k.hash = (uint32_t)pprof__hash_mix(
-        pprof__hash_mix(pprof__hash_mix(k.name, k.system_name), k.filename),
-        (uint64_t)k.start_line);
-    tab = m->functions.p;
-    HT_FIND(&m->func_ht, k.hash,
-            tab[idx].name == k.name && tab[idx].system_name == k.system_name &&
-                tab[idx].filename == k.filename && tab[idx].start_line == k.start_line,
-            &found);
-    if (found == PPROF__NONE) {
-        if ((rc = ht_reserve(&m->func_ht, &m->budget)) ||
-            (rc = grow(m, &m->functions, sizeof(k), 1)))
-            return rc;
-        found = (uint32_t)m->functions.n;
-        PPROF__AT(m->functions, pprof__mfunc, m->functions.n++) = k;
-        ht_put(&m->func_ht, k.hash, found);
-    }
+    if ((rc = intern_function(m, &k, &found)))
+        return rc;
     memo[fi] = found;
     *out = found;
     return 0;
@@ -280,6 +291,46 @@ static int map_mapping(pprof_merger *m, const pprof_profile *p, uint32_t mi,
     return 0;
 }
 
+/*
+ * Finds or adds location k (mapping, address, key_addr, is_folded, nline
+ * set by the caller) with its k->nline lines; the hash is computed here.
+ */
+static int intern_location(pprof_merger *m, pprof__mloc *k, const pprof__mline *lines,
+                           uint32_t *out)
+{
+    const pprof__mloc *tab = m->locations.p;
+    const pprof__mline *mlines = m->mlines.p;
+    uint64_t h = pprof__hash_mix(pprof__hash_mix(k->mapping, k->key_addr), k->is_folded);
+    uint32_t found, j;
+    int rc;
+
+    for (j = 0; j < k->nline; j++)
+        h = pprof__hash_mix(pprof__hash_mix(h, lines[j].function), (uint64_t)lines[j].line);
+    k->hash = (uint32_t)h;
+    HT_FIND(&m->loc_ht, k->hash,
+            tab[idx].mapping == k->mapping && tab[idx].key_addr == k->key_addr &&
+                tab[idx].is_folded == k->is_folded && tab[idx].nline == k->nline &&
+                (k->nline == 0 ||
+                 memcmp(mlines + tab[idx].line_off, lines, k->nline * sizeof(*lines)) == 0),
+            &found);
+    if (found == PPROF__NONE) {
+        if ((rc = ht_reserve(&m->loc_ht, &m->budget)) ||
+            (rc = grow(m, &m->locations, sizeof(*k), 1)) ||
+            (rc = grow(m, &m->mlines, sizeof(*lines), k->nline)))
+            return rc;
+        k->line_off = (uint32_t)m->mlines.n;
+        if (k->nline)
+            memcpy(PPROF__SLICE(m->mlines, pprof__mline, m->mlines.n), lines,
+                   k->nline * sizeof(*lines));
+        m->mlines.n += k->nline;
+        found = (uint32_t)m->locations.n;
+        PPROF__AT(m->locations, pprof__mloc, m->locations.n++) = *k;
+        ht_put(&m->loc_ht, k->hash, found);
+    }
+    *out = found;
+    return 0;
+}
+
 static int map_location(pprof_merger *m, const pprof_profile *p, uint32_t li,
                         uint32_t *out)
 {
@@ -287,11 +338,8 @@ static int map_location(pprof_merger *m, const pprof_profile *p, uint32_t li,
     const pprof__location *src = &PPROF__AT(p->locations, pprof__location, li);
     const pprof__line *sl = PPROF__SLICE(p->lines, const pprof__line, src->line_off);
     pprof__mline *lines;
-    const pprof__mloc *tab;
-    const pprof__mline *mlines;
     pprof__mloc k;
     uint32_t found, j;
-    uint64_t h;
     int rc;
 
     if (memo[li] != PPROF__NONE) {
@@ -314,37 +362,15 @@ static int map_location(pprof_merger *m, const pprof_profile *p, uint32_t li,
     if ((rc = pprof__vec_grow(&m->s_lines, sizeof(pprof__mline), src->nline, &m->budget)))
         return rc;
     lines = m->s_lines.p;
-    h = pprof__hash_mix(pprof__hash_mix(k.mapping, k.key_addr), k.is_folded);
     for (j = 0; j < src->nline; j++) {
         memset(&lines[j], 0, sizeof(lines[j]));
         if ((rc = map_function(m, p, sl[j].function, &lines[j].function)))
             return rc;
         lines[j].line = sl[j].line;
-        h = pprof__hash_mix(pprof__hash_mix(h, lines[j].function), (uint64_t)lines[j].line);
     }
     k.nline = src->nline;
-    k.hash = (uint32_t)h;
-    tab = m->locations.p;
-    mlines = m->mlines.p;
-    HT_FIND(&m->loc_ht, k.hash,
-            tab[idx].mapping == k.mapping && tab[idx].key_addr == k.key_addr &&
-                tab[idx].is_folded == k.is_folded && tab[idx].nline == k.nline &&
-                (k.nline == 0 ||
-                 memcmp(mlines + tab[idx].line_off, lines, k.nline * sizeof(*lines)) == 0),
-            &found);
-    if (found == PPROF__NONE) {
-        if ((rc = ht_reserve(&m->loc_ht, &m->budget)) ||
-            (rc = grow(m, &m->locations, sizeof(k), 1)) ||
-            (rc = grow(m, &m->mlines, sizeof(*lines), k.nline)))
-            return rc;
-        k.line_off = (uint32_t)m->mlines.n;
-        if (k.nline)
-            memcpy(PPROF__SLICE(m->mlines, pprof__mline, m->mlines.n), lines, k.nline * sizeof(*lines));
-        m->mlines.n += k.nline;
-        found = (uint32_t)m->locations.n;
-        PPROF__AT(m->locations, pprof__mloc, m->locations.n++) = k;
-        ht_put(&m->loc_ht, k.hash, found);
-    }
+    if ((rc = intern_location(m, &k, lines, &found)))
+        return rc;
     memo[li] = found;
     *out = found;
     return 0;
@@ -425,40 +451,27 @@ static bool is_zero_sample(const pprof_profile *p, const pprof__sample *s)
     return true;
 }
 
-static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__sample *s,
-                      uint32_t *out)
+/* Finds or adds the sample (stack, labels); new samples get zero values. */
+static int intern_sample(pprof_merger *m, const uint32_t *stack, uint32_t nloc,
+                         const pprof__mlabel *lab, uint32_t nlabel, uint32_t *out)
 {
-    const uint64_t *locs = PPROF__SLICE(p->locids, const uint64_t, s->loc_off);
-    const pprof__msample *tab;
-    const uint32_t *stacks;
-    const pprof__mlabel *mlabels, *lab;
-    pprof__msample k;
-    uint32_t *stack, found, j;
+    const pprof__msample *tab = m->samples.p;
+    const uint32_t *stacks = m->stacks.p;
+    const pprof__mlabel *mlabels = m->mlabels.p;
     size_t nst = m->sample_types.n / 2;
     uint64_t h = 0x1234;
+    pprof__msample k;
+    uint32_t found, j;
     int rc;
 
-    m->s_stack.n = 0;
-    if ((rc = pprof__vec_grow(&m->s_stack, sizeof(uint32_t), s->nloc, &m->budget)))
-        return rc;
-    stack = m->s_stack.p;
-    for (j = 0; j < s->nloc; j++) {
-        if ((rc = map_location(m, p, (uint32_t)locs[j], &stack[j])))
-            return rc;
+    for (j = 0; j < nloc; j++)
         h = pprof__hash_mix(h, stack[j]);
-    }
-    if ((rc = map_labels(m, p, s)))
-        return rc;
-    lab = m->s_lab.p;
-    for (j = 0; j < m->s_lab.n; j++)
+    for (j = 0; j < nlabel; j++)
         h = pprof__hash_bytes(&lab[j], sizeof(*lab), h);
     memset(&k, 0, sizeof(k));
     k.hash = (uint32_t)h;
-    k.nloc = s->nloc;
-    k.nlabel = (uint32_t)m->s_lab.n;
-    tab = m->samples.p;
-    stacks = m->stacks.p;
-    mlabels = m->mlabels.p;
+    k.nloc = nloc;
+    k.nlabel = nlabel;
     HT_FIND(&m->smp_ht, k.hash,
             tab[idx].nloc == k.nloc && tab[idx].nlabel == k.nlabel &&
                 (k.nloc == 0 ||
@@ -479,7 +492,8 @@ static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__samp
         m->stacks.n += k.nloc;
         k.label_off = (uint32_t)m->mlabels.n;
         if (k.nlabel)
-            memcpy(PPROF__SLICE(m->mlabels, pprof__mlabel, m->mlabels.n), lab, k.nlabel * sizeof(*lab));
+            memcpy(PPROF__SLICE(m->mlabels, pprof__mlabel, m->mlabels.n), lab,
+                   k.nlabel * sizeof(*lab));
         m->mlabels.n += k.nlabel;
         if (nst)
             memset(PPROF__SLICE(m->values, int64_t, m->values.n), 0, nst * sizeof(int64_t));
@@ -490,6 +504,25 @@ static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__samp
     }
     *out = found;
     return 0;
+}
+
+static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__sample *s,
+                      uint32_t *out)
+{
+    const uint64_t *locs = PPROF__SLICE(p->locids, const uint64_t, s->loc_off);
+    uint32_t *stack, j;
+    int rc;
+
+    m->s_stack.n = 0;
+    if ((rc = pprof__vec_grow(&m->s_stack, sizeof(uint32_t), s->nloc, &m->budget)))
+        return rc;
+    stack = m->s_stack.p;
+    for (j = 0; j < s->nloc; j++)
+        if ((rc = map_location(m, p, (uint32_t)locs[j], &stack[j])))
+            return rc;
+    if ((rc = map_labels(m, p, s)))
+        return rc;
+    return intern_sample(m, stack, s->nloc, m->s_lab.p, (uint32_t)m->s_lab.n, out);
 }
 
 /* ---- header ------------------------------------------------------------------- */
