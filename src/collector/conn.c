@@ -655,6 +655,10 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     conn *c = conn_of(p);
+    /* llhttp flushes an open span at the end of every llhttp_execute(),
+     * also an empty one (as after our zero-byte resume): nothing to do. */
+    if (len == 0)
+        return 0;
     c->req.body_bytes += len;
     g_metrics.bytes_received += len;
     if (c->req.body_bytes > c->server->cfg->max_body_bytes) {

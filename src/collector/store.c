@@ -194,7 +194,9 @@ static int decode_file(store *st, const char *name, pprof_profile **out, pprof_e
 static void load_work(store *st, store_op *op) {
     char err[512];
     int rc;
-    pprof_merger_free(st->_merger);
+    /* pprof_merger_free does not accept NULL (unlike pprof_profile_free). */
+    if (st->_merger != NULL)
+        pprof_merger_free(st->_merger);
     st->_merger = pprof_merger_new();
     free(st->_files);
     st->_files = NULL;
@@ -640,7 +642,8 @@ void store_free(store *st) {
         return;
     assert(!store_busy(st));
     store_blob_unref(st->cache);
-    pprof_merger_free(st->_merger);
+    if (st->_merger != NULL)
+        pprof_merger_free(st->_merger);
     free(st->_files);
     free(st->dir);
     free(st);

@@ -122,11 +122,13 @@ static void on_write(uv_fs_t *req) {
         return;
     }
     u->size += (uint64_t)r;
-    u->_buf.base += r;
-    u->_buf.len -= (size_t)r;
-    if (u->_buf.len > 0 && !u->_doomed) {
-        /* A short write (rare on regular files): write the rest. */
-        int rc = uv_fs_write(u->_loop, &u->_req, u->fd, &u->_buf, 1, -1, on_write);
+    u->_pending += r;
+    u->_pending_len -= (size_t)r;
+    if (u->_pending_len > 0 && !u->_doomed) {
+        /* A short write (rare on regular files): write the rest. uv_fs_write
+         * copies the uv_buf_t array, so a local one is fine. */
+        uv_buf_t b = uv_buf_init((char *)u->_pending, (unsigned)u->_pending_len);
+        int rc = uv_fs_write(u->_loop, &u->_req, u->fd, &b, 1, -1, on_write);
         if (rc == 0)
             return;
         finish_op(u, rc);
@@ -138,9 +140,11 @@ static void on_write(uv_fs_t *req) {
 int upload_write(upload *u, const char *data, size_t len, upload_cb cb) {
     if (u->_busy || u->fd < 0)
         return UV_EBUSY;
-    u->_buf = uv_buf_init((char *)data, (unsigned)len);
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    u->_pending = data;
+    u->_pending_len = len;
     u->_cb = cb;
-    int rc = uv_fs_write(u->_loop, &u->_req, u->fd, &u->_buf, 1, -1, on_write);
+    int rc = uv_fs_write(u->_loop, &u->_req, u->fd, &b, 1, -1, on_write);
     if (rc != 0) {
         u->_cb = NULL;
         return rc;

@@ -38,7 +38,8 @@ typedef struct upload {
     int _busy;      /* an fs request is in flight */
     int _doomed;    /* cleanup was asked while busy */
     upload_cb _cb;
-    uv_buf_t _buf;
+    const char *_pending; /* borrowed bytes not yet written */
+    size_t _pending_len;
 } upload;
 
 void upload_init(upload *u, uv_loop_t *loop);
