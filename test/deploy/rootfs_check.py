@@ -13,7 +13,9 @@ submit and a merge from outside the root, and a SIGTERM stop. Success means
 the binaries run with only the packages the Dockerfile installs.
 
 Needs root and the debootstrap package (the Makefile target installs it),
-and reaches the Debian archive. The root is kept under build/rootfs/ and
+and reaches the Debian archive. With --no-prepare it only uses a root made
+earlier, and exits 3 when there is none or it is stale (the test suite
+runs it that way). The root is kept under build/rootfs/ and
 reused while the runtime stage's RUN lines are unchanged. Takes minutes the
 first time, so it is not part of `make test`.
 """
@@ -83,12 +85,15 @@ def mounted(path):
         return any(line.split()[1] == path for line in f)
 
 
-def prepare_root(root, mirror, runtime_runs):
+def prepare_root(root, mirror, runtime_runs, may_build=True):
     key = hashlib.sha256("\n".join([mirror] + runtime_runs).encode()).hexdigest()[:16]
     marker = os.path.join(root, ".pgof-rootfs-" + key)
     if os.path.exists(marker):
         log(f"reusing {root}")
         return
+    if not may_build:
+        log(f"{root} is missing or stale and --no-prepare was given")
+        sys.exit(3)
     if os.path.exists(root):
         shutil.rmtree(root)
     os.makedirs(os.path.dirname(root), exist_ok=True)
@@ -120,7 +125,7 @@ def main():
 
     build = os.path.join(h.ROOT, "build")
     root = os.path.join(build, "rootfs", SUITE + "-minbase")
-    prepare_root(root, debian_mirror(), runs)
+    prepare_root(root, debian_mirror(), runs, may_build="--no-prepare" not in sys.argv[1:])
 
     # COPY --from=build /out/a /out/b DEST/
     for c in copies:

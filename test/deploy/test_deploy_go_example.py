@@ -203,6 +203,15 @@ def test_whole_loop_pgof_fetch_then_go_build_pgo(tmp_path):
     finally:
         assert c.stop() == 0
         c.check_clean()
+    # preprofile (Go 1.23+) is the step of `go build -pgo` that reads the
+    # profile; it says precisely why a profile is refused.
+    has_preprofile = subprocess.run([go, "tool", "-n", "preprofile"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if has_preprofile.returncode == 0:
+        p = subprocess.run([go, "tool", "preprofile", "-i", str(out), "-o", str(tmp_path / "pre")],
+                           env=env, timeout=60, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert p.returncode == 0, "go tool preprofile refused the merged profile:\n" + \
+            p.stdout.decode()
     p = subprocess.run([go, "build", f"-pgo={out}", "-o", str(tmp_path / "go-profiler-pgo"),
                         "."], cwd=EXAMPLE, env=env, timeout=600,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
