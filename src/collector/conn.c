@@ -650,6 +650,11 @@ static int on_headers_complete(llhttp_t *p) {
     if (p->upgrade)
         c->flags |= CONN_F_UPGRADE | CONN_F_CLOSE_AFTER;
     set_state(c, CONN_S_BODY);
+    if (p->flags & F_CHUNKED)
+        LOG(LOG_DEBUG, "conn=%llu body: chunked", (unsigned long long)c->id);
+    else if (p->flags & F_CONTENT_LENGTH)
+        LOG(LOG_DEBUG, "conn=%llu body: %llu bytes", (unsigned long long)c->id,
+            (unsigned long long)p->content_length);
     return routes_headers(c);
 }
 

@@ -1,0 +1,3 @@
+module pgofleet/test/goclient
+
+go 1.19
