@@ -23,6 +23,8 @@
  * proto/profile.options) decodes Sample, Label, Mapping, Location, Line,
  * Function and ValueType; its callbacks append to the tables and fail
  * (returning false, reason kept in the decode context) on budget overrun.
+ * Every message struct is zero-initialised (the *_init_zero macros) before
+ * pb_decode_ex, so PB_DECODE_NOINIT skips nanopb's per-message default pass.
  *
  * Go writes samples before the string table, so nothing is checked against
  * the string table while decoding; pprof__validate runs after the last byte.
@@ -454,7 +456,7 @@ static bool on_label(pb_istream_t *s, const pb_field_t *f, void **arg)
     pprof__label l;
 
     (void)f;
-    if (!pb_decode(s, perftools_profiles_Label_fields, &m))
+    if (!pb_decode_ex(s, perftools_profiles_Label_fields, &m, PB_DECODE_NOINIT))
         return false;
     l.key = m.key;
     l.str = m.str;
@@ -470,7 +472,7 @@ static bool on_line(pb_istream_t *s, const pb_field_t *f, void **arg)
     pprof__line l;
 
     (void)f;
-    if (!pb_decode(s, perftools_profiles_Line_fields, &m))
+    if (!pb_decode_ex(s, perftools_profiles_Line_fields, &m, PB_DECODE_NOINIT))
         return false;
     l.function_id = m.function_id;
     l.line = m.line;
@@ -519,7 +521,7 @@ static int decode_message(reader *r, pprof_profile *p, int field,
     case perftools_profiles_Profile_period_type_tag: {
         perftools_profiles_ValueType m = perftools_profiles_ValueType_init_zero;
         pprof__valuetype vt;
-        if (!pb_decode(&s, perftools_profiles_ValueType_fields, &m))
+        if (!pb_decode_ex(&s, perftools_profiles_ValueType_fields, &m, PB_DECODE_NOINIT))
             return nanopb_fail(r, &c, &s, field, off);
         vt.type = m.type;
         vt.unit = m.unit;
@@ -543,7 +545,7 @@ static int decode_message(reader *r, pprof_profile *p, int field,
         smp.loc_off = (uint32_t)p->locids.n;
         smp.val_off = (uint32_t)p->values.n;
         smp.label_off = (uint32_t)p->labels.n;
-        if (!pb_decode(&s, perftools_profiles_Sample_fields, &m))
+        if (!pb_decode_ex(&s, perftools_profiles_Sample_fields, &m, PB_DECODE_NOINIT))
             return nanopb_fail(r, &c, &s, field, off);
         if (p->locids.n > UINT32_MAX || p->values.n > UINT32_MAX ||
             p->labels.n > UINT32_MAX)
@@ -558,7 +560,7 @@ static int decode_message(reader *r, pprof_profile *p, int field,
     case perftools_profiles_Profile_mapping_tag: {
         perftools_profiles_Mapping m = perftools_profiles_Mapping_init_zero;
         pprof__mapping mp;
-        if (!pb_decode(&s, perftools_profiles_Mapping_fields, &m))
+        if (!pb_decode_ex(&s, perftools_profiles_Mapping_fields, &m, PB_DECODE_NOINIT))
             return nanopb_fail(r, &c, &s, field, off);
         mp.id = m.id;
         mp.start = m.memory_start;
@@ -580,7 +582,7 @@ static int decode_message(reader *r, pprof_profile *p, int field,
         m.line.funcs.decode = on_line;
         m.line.arg = &c;
         loc.line_off = (uint32_t)p->lines.n;
-        if (!pb_decode(&s, perftools_profiles_Location_fields, &m))
+        if (!pb_decode_ex(&s, perftools_profiles_Location_fields, &m, PB_DECODE_NOINIT))
             return nanopb_fail(r, &c, &s, field, off);
         if (p->lines.n > UINT32_MAX)
             return table_full(r, PPROF_ELIMIT, field, off);
@@ -597,7 +599,7 @@ static int decode_message(reader *r, pprof_profile *p, int field,
     case perftools_profiles_Profile_function_tag: {
         perftools_profiles_Function m = perftools_profiles_Function_init_zero;
         pprof__function fn;
-        if (!pb_decode(&s, perftools_profiles_Function_fields, &m))
+        if (!pb_decode_ex(&s, perftools_profiles_Function_fields, &m, PB_DECODE_NOINIT))
             return nanopb_fail(r, &c, &s, field, off);
         fn.id = m.id;
         fn.name = m.name;

@@ -12,6 +12,11 @@
  * to the caller's pprof_write_cb, so memory does not depend on the size of
  * the output.
  *
+ * Compression level: Z_BEST_SPEED, the level Go's runtime/pprof writes
+ * profiles with. On the 1,000-profile benchmark level 6 made the output 21%
+ * smaller but the whole merge 25% slower (deflate was the largest single
+ * cost); a merged profile is written far less often than profiles arrive.
+ *
  * Compaction: only what a sample with a non-zero value reaches is written
  * (pprof's Merge drops zero samples and garbage-collects the rest), plus the
  * first mapping, which pprof keeps first as the main binary. Ids are
@@ -415,7 +420,7 @@ int pprof_merger_write(const pprof_merger *m, pprof_write_cb cb, void *ctx,
     e.z.zalloc = pprof__zalloc;
     e.z.zfree = pprof__zfree;
     /* 16 + MAX_WBITS: write a gzip wrapper (zlib's documented convention). */
-    if (deflateInit2(&e.z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+    if (deflateInit2(&e.z, Z_BEST_SPEED, Z_DEFLATED, 16 + MAX_WBITS, 8,
                      Z_DEFAULT_STRATEGY) != Z_OK) {
         rc = pprof__fail(err, PPROF_ENOMEM, "out of memory starting deflate");
         goto cleanup;
