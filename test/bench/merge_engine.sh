@@ -71,20 +71,24 @@ rss_floor=$(rss build/pprof-dump inflate $FILES)
 import json, sys
 out, count, gz, raw, re_, rp, rf, agree = sys.argv[1:]
 res = {r["command"]: r for r in json.load(open(f"{out}/hyperfine.json"))["results"]}
-def ms(name): return res[name]["mean"] * 1000, res[name]["stddev"] * 1000
-e, es = ms("engine"); p, ps = ms("pprof"); f, fs = ms("floor")
+def t(name):
+    r = res[name]
+    return (r["mean"] * 1000, r["stddev"] * 1000, r["min"] * 1000,
+            (r["user"] + r["system"]) * 1000)
+e, es, emin, ecpu = t("engine"); p, ps, pmin, pcpu = t("pprof"); f, fs, fmin, fcpu = t("floor")
 re_, rp, rf = int(re_), int(rp), int(rf)
 lines = [
     f"inputs: {count} profiles, {int(gz)/1e6:.2f} MB gzip, {int(raw)/1e6:.2f} MB inflated; outputs agree: {agree}",
     "",
-    "| command | wall time (mean ± sd) | peak RSS |",
-    "|---|---|---|",
-    f"| engine (pprof-dump merge) | {e:.1f} ± {es:.1f} ms | {re_/1024:.1f} MiB |",
-    f"| go tool pprof -proto | {p:.1f} ± {ps:.1f} ms | {rp/1024:.1f} MiB |",
-    f"| floor: zlib inflate only | {f:.1f} ± {fs:.1f} ms | {rf/1024:.1f} MiB |",
+    "| command | wall mean ± sd | wall min | CPU (user+sys) | peak RSS |",
+    "|---|---|---|---|---|",
+    f"| engine (pprof-dump merge) | {e:.1f} ± {es:.1f} ms | {emin:.1f} ms | {ecpu:.1f} ms | {re_/1024:.1f} MiB |",
+    f"| go tool pprof -proto | {p:.1f} ± {ps:.1f} ms | {pmin:.1f} ms | {pcpu:.1f} ms | {rp/1024:.1f} MiB |",
+    f"| floor: zlib inflate only | {f:.1f} ± {fs:.1f} ms | {fmin:.1f} ms | {fcpu:.1f} ms | {rf/1024:.1f} MiB |",
     "",
-    f"engine vs pprof: {p/e:.1f}x faster, {re_/rp:.2f} of its peak memory; "
-    f"engine time is {e/f:.1f}x the inflate floor",
+    f"engine vs pprof: {p/e:.1f}x faster by mean wall time, {pmin/emin:.1f}x by best wall time, "
+    f"{pcpu/ecpu:.1f}x less CPU; {re_/rp:.2f} of its peak memory. "
+    f"Engine wall time is {emin/fmin:.1f}x the inflate floor (best runs).",
 ]
 text = "\n".join(lines)
 print(text)
