@@ -738,18 +738,20 @@ pprof_merger *pprof_merger_new(void)
 
 void pprof_merger_free(pprof_merger *m)
 {
-    pprof__vec *vecs[] = {
-        &m->sample_types, &m->comments, &m->strings, &m->str_bytes, &m->str_flags,
-        &m->functions, &m->mappings, &m->locations, &m->mlines, &m->samples,
-        &m->stacks, &m->mlabels, &m->values, &m->s_str, &m->s_func, &m->s_map,
-        &m->s_mapoff, &m->s_loc, &m->s_smp, &m->s_stack, &m->s_lab, &m->s_lines,
-    };
     size_t i;
 
     if (!m)
         return;
-    for (i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
-        pprof__vec_free(vecs[i]);
+    {
+        pprof__vec *vecs[] = {
+            &m->sample_types, &m->comments, &m->strings, &m->str_bytes, &m->str_flags,
+            &m->functions, &m->mappings, &m->locations, &m->mlines, &m->samples,
+            &m->stacks, &m->mlabels, &m->values, &m->s_str, &m->s_func, &m->s_map,
+            &m->s_mapoff, &m->s_loc, &m->s_smp, &m->s_stack, &m->s_lab, &m->s_lines,
+        };
+        for (i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
+            pprof__vec_free(vecs[i]);
+    }
     pprof__free(m->str_ht.slots);
     pprof__free(m->func_ht.slots);
     pprof__free(m->map_ht.slots);
