@@ -54,6 +54,13 @@ int keys_parse(const char *data, size_t len, keyset **out, char *err, size_t err
             rc = UV_EINVAL;
             goto fail;
         }
+        for (size_t i = 0; i < ll; i++) {
+            if (is_space(line[i])) {
+                snprintf(err, errlen, "line %zu: a key may not contain white space", lineno);
+                rc = UV_EINVAL;
+                goto fail;
+            }
+        }
         if (ll > KEYS_MAX_LEN) {
             snprintf(err, errlen, "line %zu: key longer than %d bytes", lineno, KEYS_MAX_LEN);
             rc = UV_EINVAL;

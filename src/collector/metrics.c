@@ -8,6 +8,7 @@
 #include "collector/util.h"
 #include "pprof/pprof.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,7 @@ static const char *reject_name(int r, char *buf, size_t n) {
     size_t i;
     /* Label values: the engine's short names with spaces as underscores. */
     for (i = 0; s[i] != '\0' && i + 1 < n; i++)
-        buf[i] = (s[i] == ' ' || s[i] == '-') ? '_' : s[i];
+        buf[i] = (s[i] == ' ' || s[i] == '-') ? '_' : (char)tolower((unsigned char)s[i]);
     buf[i] = '\0';
     return buf;
 }
