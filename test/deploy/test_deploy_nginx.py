@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -48,7 +49,6 @@ def conf_text():
 def test_config_is_valid_for_debian_nginx(tmp_path):
     n = h.Nginx(h.free_port())
     try:
-        import subprocess
         p = subprocess.run([h.NGINX_BIN, "-t", "-p", n.prefix, "-c", n.conf],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
         out = p.stdout.decode()
@@ -143,6 +143,51 @@ def test_key_rotation_procedure(stack):
     h.wait_for(lambda: not accepted(h.SUBMIT_KEY), 10, "the old key to be refused")
     assert submit(n.port, "fib.pb.gz", key=new_key)[0] == 204
     assert "keys: reloaded" in c.log()
+
+
+def test_auth_answers_pass_through(stack):
+    c, n = stack
+    profile = h.fixture("fib.pb.gz")
+    status, headers, _ = h.request(n.port, "POST", "/v1/submit", body=profile)
+    assert status == 401
+    assert headers.get("www-authenticate", "").lower().startswith("bearer")
+    assert submit(n.port, "fib.pb.gz", key="not-a-key")[0] == 403
+    # A submit key is not a merge key.
+    status, _, _ = h.request(n.port, "POST", "/v1/merge", headers=h.bearer(h.SUBMIT_KEY))
+    assert status == 403
+    assert c.stored_profiles() == []
+
+
+def test_bad_profile_reason_passes_through(stack):
+    c, n = stack
+    status, _, body = h.request(n.port, "POST", "/v1/submit", body=b"not a profile\n",
+                                headers=h.bearer(h.SUBMIT_KEY))
+    assert status == 400
+    assert body.strip(), "the collector's one-line reason was lost"
+    assert c.stored_profiles() == []
+
+
+def test_metrics_not_reachable_through_nginx(stack):
+    c, n = stack
+    # The collector serves /metrics...
+    status, _, body = h.request(c.port, "GET", "/metrics")
+    assert status == 200 and b"# TYPE" in body, "collector has no /metrics to hide"
+    # ...but not through the proxy, however the path is spelt.
+    for path in ("/metrics", "/metrics/", "/metrics?x=1", "//metrics", "/v1/../metrics",
+                 "/%6Detrics", "/healthz/../metrics", "/METRICS"):
+        status, _, body = h.request(n.port, "GET", path)
+        assert status in (400, 404), f"{path}: {status}"
+        assert b"# TYPE" not in body and b"# HELP" not in body, path
+    status, _, _ = h.request(n.port, "POST", "/metrics")
+    assert status == 404
+
+
+def test_unknown_paths_stop_at_nginx(stack):
+    c, n = stack
+    for path in ("/", "/v1", "/v1/submit/extra", "/v2/submit", "/debug/pprof/"):
+        status, _, body = h.request(n.port, "GET", path)
+        assert status == 404, path
+        assert body == b"not found\n", path
 
 
 def max_body_size():
@@ -259,3 +304,31 @@ def test_upstream_keepalive_reuses_connections(stack):
     # keep-alive that is 11 new connections, with it one per nginx worker
     # plus one.
     assert accepted() - before <= 1 + (os.cpu_count() or 1), "no upstream keep-alive"
+
+
+def test_slow_upload_stays_at_nginx(stack):
+    """proxy_request_buffering on: until the whole body has arrived, nginx
+    does not open a connection to the collector, so a slow or stalled
+    client costs the collector nothing."""
+    c, n = stack
+
+    def collector_connections():
+        status, _, body = h.request(c.port, "GET", "/metrics")
+        m = re.search(rb"^pgof_connections_total\s+(\d+)", body, re.M)
+        if not m:
+            pytest.skip("collector /metrics has no pgof_connections_total counter")
+        return int(m.group(1))
+
+    profile = h.fixture("fib.pb.gz")
+    before = collector_connections()
+    with socket.create_connection(("127.0.0.1", n.port)) as s:
+        s.sendall((f"POST /v1/submit HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {h.SUBMIT_KEY}\r\n"
+                   f"Content-Length: {len(profile)}\r\n\r\n").encode() + profile[:100])
+        time.sleep(0.5)  # a stalled client: nothing to poll for, by design
+        # Only our own /metrics request reached the collector meanwhile.
+        assert collector_connections() - before == 1
+        s.sendall(profile[100:])
+        answer = read_response(s)
+    assert answer.startswith(b"HTTP/1.1 204"), answer[:200]
+    assert len(c.stored_profiles()) == 1
