@@ -65,6 +65,9 @@ TARGETS := $(COLLECTOR)
 ifneq ($(wildcard src/cli/main.c),)
   TARGETS += $(CLI)
 endif
+ifneq ($(EMBEDDED_SRCS),)
+  TARGETS += $(BUILD)/libpgof.a $(BUILD)/libpgof.so
+endif
 
 .PHONY: all run test unit integration fuzz proto setup setup-test clean bench stress memcheck
 all: $(TARGETS)
@@ -107,6 +110,89 @@ $(COLLECTOR): $(call obj,src/collector/main.c) $(LIBCOLLECTOR) $(LIBPPROF)
 $(CLI): $(call obj,src/cli/main.c $(CLI_SRCS)) $(LIBPPROF)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CLI)
 
+# ---- libpgof: the embedded profiler (src/embedded, docs/embedding.md) -------
+# libpgof.a and libpgof.so carry the pprof engine objects they need; every
+# symbol but pgof_* is made local (objcopy for the .a, a version script for
+# the .so) so a host using nanopb or its own pprof code does not clash. The
+# .so is built from a separate -fPIC object set under $(BUILD)/pic/.
+# elfutils' libdw (file:line, static symbols, inlined frames) is optional:
+# probed here, compiled in with -DPGOF_HAVE_LIBDW when present.
+HAVE_LIBDW := $(shell printf '\043include <elfutils/libdwfl.h>\nint main(void){return dwfl_begin(0)!=0;}\n' | \
+	$(CC) -x c - -ldw -o /dev/null 2>/dev/null && echo 1)
+EMBEDDED_DEFS := $(if $(HAVE_LIBDW),-DPGOF_HAVE_LIBDW)
+LIBS_EMBEDDED := -lcurl $(if $(HAVE_LIBDW),-ldw) -lz -lm
+LIBPGOF_A   := $(BUILD)/libpgof.a
+LIBPGOF_SO  := $(BUILD)/libpgof.so
+PGOF_LIBSRCS := $(EMBEDDED_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
+pic = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
+
+$(BUILD)/obj/src/embedded/%.o: src/embedded/%.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) $(EMBEDDED_DEFS) -c $< -o $@
+$(BUILD)/pic/src/embedded/%.o: src/embedded/%.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) $(EMBEDDED_DEFS) -fPIC -c $< -o $@
+$(BUILD)/pic/vendor/%.o: vendor/%.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(VENDOR_WARN) -fPIC -c $< -o $@
+$(BUILD)/pic/src/pprof/gen/%.o: src/pprof/gen/%.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/pic/%.o: %.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -fPIC -c $< -o $@
+-include $(shell find $(BUILD)/pic -name '*.d' 2>/dev/null)
+
+$(LIBPGOF_A): $(call obj,$(PGOF_LIBSRCS))
+	@rm -f $@ $(BUILD)/obj/libpgof-all.o
+	$(CC) -r -nostdlib -o $(BUILD)/obj/libpgof-all.o $^
+	objcopy --wildcard --keep-global-symbol='pgof_[a-z]*' $(BUILD)/obj/libpgof-all.o
+	ar rcs $@ $(BUILD)/obj/libpgof-all.o
+
+$(LIBPGOF_SO): $(call pic,$(PGOF_LIBSRCS)) src/embedded/libpgof.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,libpgof.so.$(PGOF_SOMAJOR) \
+	  -Wl,--version-script=src/embedded/libpgof.map -Wl,-z,defs \
+	  -o $@ $(filter %.o,$^) $(LIBS_EMBEDDED)
+	ln -sf libpgof.so $(BUILD)/libpgof.so.$(PGOF_SOMAJOR)
+
+# Test programs for test/embedded/*.py (not test_*: the runner would take
+# them for cmocka binaries). pgof-e2e links the shared library.
+EMBEDDED_PROG_SRCS := $(wildcard test/embedded/progs/*.c)
+EMBEDDED_PROGS := $(patsubst test/embedded/progs/%.c,$(BUILD)/embedded/%,$(EMBEDDED_PROG_SRCS))
+$(BUILD)/embedded/pgof-e2e: test/embedded/progs/pgof-e2e.c $(LIBPGOF_SO) $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) $< -o $@ $(ALL_LDFLAGS) -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lpgof
+$(BUILD)/embedded/%: test/embedded/progs/%.c $(LIBPGOF_A) $(LIBPPROF) $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) $< -o $@ $(ALL_LDFLAGS) $(LIBPGOF_A) $(LIBPPROF) $(LIBS_EMBEDDED)
+
+$(BUILD)/test/embedded/%: test/embedded/%.c $(LIBPGOF_A) $(LIBPPROF) $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) $(EMBEDDED_DEFS) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPGOF_A) $(LIBPPROF) -lcmocka $(LIBS_EMBEDDED)
+
+# Overhead at 100 Hz (long; not in make test): see docs/performance.md.
+bench-embedded: $(EMBEDDED_PROGS)
+	test/bench/embedded_overhead.sh
+.PHONY: bench-embedded
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: libpgof, pgof.h, pgof.pc.
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PGOF_SOMAJOR := 0
+PGOF_VERSION_STR := $(shell sed -n 's/^\#define PGOF_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' src/embedded/pgof.h | paste -sd.)
+install: $(LIBPGOF_A) $(LIBPGOF_SO)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 $(LIBPGOF_A) $(DESTDIR)$(LIBDIR)/libpgof.a
+	install -m 755 $(LIBPGOF_SO) $(DESTDIR)$(LIBDIR)/libpgof.so.$(PGOF_VERSION_STR)
+	ln -sf libpgof.so.$(PGOF_VERSION_STR) $(DESTDIR)$(LIBDIR)/libpgof.so.$(PGOF_SOMAJOR)
+	ln -sf libpgof.so.$(PGOF_SOMAJOR) $(DESTDIR)$(LIBDIR)/libpgof.so
+	install -m 644 src/embedded/pgof.h $(DESTDIR)$(INCLUDEDIR)/pgof.h
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: pgof\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -lpgof\nLibs.private: %s -pthread\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' 'pgo-fleet embedded CPU profiler' '$(PGOF_VERSION_STR)' \
+	  '$(LIBS_EMBEDDED)' > $(DESTDIR)$(LIBDIR)/pkgconfig/pgof.pc
+.PHONY: install
+
 # ---- unit tests ------------------------------------------------------------
 # test/<module>/test_*.c each become one cmocka binary linked with the
 # module's library. A test may #include the .c under test to reach statics;
@@ -134,6 +220,7 @@ $(PPROF_DUMP): $(wildcard test/pprof/tools/*.c) $(LIBPPROF) $(BUILD)/.flags
 	$(CC) $(ALL_CFLAGS) $(WARN) $(filter %.c,$^) -o $@ $(ALL_LDFLAGS) $(LIBPPROF) $(LIBS_PPROF)
 
 unit-build: $(UNIT_BINS) $(PPROF_DUMP)
+unit-build: $(EMBEDDED_PROGS)
 .PHONY: unit-build
 
 # The pprof engine vs `go tool pprof -proto` on 1,000 real profiles (long; not in make test).
@@ -186,7 +273,7 @@ proto:
 	cd proto && nanopb_generator.py -q -D ../src/pprof/gen -f profile.options profile.proto
 
 # ---- set-up: Debian packages ---------------------------------------------
-BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libcurl4-openssl-dev
+BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libcurl4-openssl-dev libdw-dev
 TEST_PKGS  := libcmocka-dev python3 python3-pytest golang-go clang libclang-rt-14-dev \
 	nginx-light curl python3-yaml systemd
 
