@@ -11,7 +11,8 @@
  * itself never reaches a message, and its buffer is wiped when cleared.
  *
  * Key files are read whole up to a small bound (a key is one short line; a
- * large file is a mistake, such as pointing at a profile).
+ * large file is a mistake, such as pointing at a profile), and parsed by the
+ * collector's rule so one secret file can serve both.
  */
 #include "cli/cli.h"
 
@@ -36,7 +37,7 @@ static int key_is_clean(const char *k)
 }
 
 /*
- * Reads the first line of a key file into key->value (returns owned).
+ * Reads the first key of a key file into key->value (returns owned).
  * path "-" reads stdin.
  */
 static int read_key_file(const char *path, cli_key *key, char *err)
@@ -70,17 +71,26 @@ static int read_key_file(const char *path, cli_key *key, char *err)
         rc = CLI_EINVAL;
         goto cleanup;
     }
-    start = 0;
-    while (start < len && (buf[start] == ' ' || buf[start] == '\t' || buf[start] == '\r' ||
-                           buf[start] == '\n'))
-        start++;
-    end = start;
-    while (end < len && buf[end] != '\n')
-        end++;
-    while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t' || buf[end - 1] == '\r'))
-        end--;
-    if (end == start) {
-        snprintf(err, CLI_ERR_MAX, "the key file from %s is empty", key->source);
+    /* The collector's key-file rule: surrounding white space trimmed, blank
+     * lines and lines starting with '#' skipped. So the collector's own
+     * keys file works here unchanged; its first key is used. */
+    start = end = 0;
+    while (start < len) {
+        size_t eol = start;
+        while (eol < len && buf[eol] != '\n')
+            eol++;
+        end = eol;
+        while (start < end && (buf[start] == ' ' || buf[start] == '\t' || buf[start] == '\r'))
+            start++;
+        while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t' || buf[end - 1] == '\r'))
+            end--;
+        if (end > start && buf[start] != '#')
+            break;
+        start = end = eol + 1;
+    }
+    if (start >= len) {
+        snprintf(err, CLI_ERR_MAX, "the key file from %s holds no key (only blank or '#' lines)",
+                 key->source);
         rc = CLI_EINVAL;
         goto cleanup;
     }

@@ -78,6 +78,12 @@ static void test_sources_in_order(void **state)
     /* The flag wins over both variables. */
     p = write_file("k2", "flagkey\nsecond line ignored\n");
     resolve_ok(p, "flagkey", "--key-file ");
+    /* The collector's keys-file rule: comments and blank lines skipped,
+     * white space trimmed, the first key used. */
+    p = write_file("k3", "# rotated 2026-11\n\n   \t" SECRET " \r\nnext-key\n");
+    resolve_ok(p, SECRET, "--key-file ");
+    p = write_file("k4", "#" SECRET "\nreal");
+    resolve_ok(p, "real", "--key-file ");
 }
 
 static void test_bad_key_files(void **state)
@@ -85,8 +91,9 @@ static void test_bad_key_files(void **state)
     char big[5000];
     (void)state;
     resolve_fails("/nonexistent/key", CLI_EIO, "cannot open the key file from --key-file");
-    resolve_fails(write_file("e", ""), CLI_EINVAL, "is empty");
-    resolve_fails(write_file("ws", " \n\t\n"), CLI_EINVAL, "is empty");
+    resolve_fails(write_file("e", ""), CLI_EINVAL, "holds no key");
+    resolve_fails(write_file("ws", " \n\t\n"), CLI_EINVAL, "holds no key");
+    resolve_fails(write_file("cm", "# only a comment\n\n  # another\n"), CLI_EINVAL, "holds no key");
     resolve_fails(write_file("sp", SECRET " more\n"), CLI_EINVAL, "spaces or control");
     resolve_fails(write_file("ctl", SECRET "\x01\n"), CLI_EINVAL, "spaces or control");
     memset(big, 'a', sizeof(big) - 1);
