@@ -62,7 +62,7 @@ static inline int64_t mono_ns(void)
 static _Atomic int64_t burn_hot_ns, burn_cold_ns;
 
 /* Runs hot:cold = 3:1 by iterations until wall-clock ns have passed. */
-static void burn_mix(int64_t wall_ns, uint64_t unit, uint32_t seed)
+static inline void burn_mix(int64_t wall_ns, uint64_t unit, uint32_t seed)
 {
     int64_t end = mono_ns() + wall_ns, hot = 0, cold = 0;
 
