@@ -174,8 +174,8 @@ static int pick_name(const char *dir, const char *prefix, uint64_t *counter, cha
     return join(path, pathsz, dir, name);
 }
 
-int disk_commit(const char *dir, const char *tmp_path, const char *prefix,
-                uint64_t *counter, char *name, char *err, size_t errlen) {
+int disk_place(const char *dir, const char *tmp_path, const char *prefix, uint64_t *counter,
+               char *name, char *err, size_t errlen) {
     char path[4096];
     int rc;
     for (int tries = 0;; tries++) {
@@ -191,6 +191,14 @@ int disk_commit(const char *dir, const char *tmp_path, const char *prefix,
             return rc;
         }
     }
+    return 0;
+}
+
+int disk_commit(const char *dir, const char *tmp_path, const char *prefix,
+                uint64_t *counter, char *name, char *err, size_t errlen) {
+    int rc = disk_place(dir, tmp_path, prefix, counter, name, err, errlen);
+    if (rc != 0)
+        return rc;
     rc = disk_fsync_dir(dir);
     if (rc != 0) {
         snprintf(err, errlen, "cannot fsync %s: %s", dir, uv_strerror(rc));

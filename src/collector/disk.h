@@ -16,7 +16,8 @@
  * they are; every regular file "*.pgo" not starting with '.' is a profile.
  *
  * Durability: a profile is written to a temporary file, fsync'd, renamed to
- * its final name without replacing anything, and the directory fsync'd.
+ * its final name without replacing anything, and the directory fsync'd
+ * (one directory fsync may cover several renames: group commit).
  *
  * Combine (crash-safe at every instant):
  *   1. the merged profile goes to a temporary file, fsync'd;
@@ -74,6 +75,14 @@ int disk_fsync_dir(const char *dir);
  */
 int disk_commit(const char *dir, const char *tmp_path, const char *prefix,
                 uint64_t *counter, char *name, char *err, size_t errlen);
+
+/*
+ * disk_commit without the directory fsync: the rename only. A caller that
+ * places several files (the store's group commit) fsyncs the directory once
+ * with disk_fsync_dir() before it tells anyone they are stored.
+ */
+int disk_place(const char *dir, const char *tmp_path, const char *prefix, uint64_t *counter,
+               char *name, char *err, size_t errlen);
 
 /*
  * Writes in_fd's contents (from offset 0) gzip-compressed into out_fd.

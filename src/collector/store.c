@@ -30,11 +30,18 @@
 
 typedef enum op_kind { OP_LOAD, OP_COMMIT, OP_MERGE, OP_COMBINE } op_kind;
 
+/* Most commits one group commit takes from the queue (one directory fsync
+ * for all of them). Bounds the time the aggregate is held by one batch. */
+#define STORE_BATCH_MAX 256
+
 typedef struct store_op {
     uv_work_t work;
     store *st;
     op_kind kind;
     struct store_op *next;
+    /* Group commit: the commits run with this one, in queue order. The
+     * first op of a batch carries the batch's log, stats and reloaded. */
+    struct store_op *batch;
     void *arg;
     store_submit_cb submit_cb;
     store_merge_cb merge_cb;
@@ -43,6 +50,7 @@ typedef struct store_op {
     pprof_profile *profile;
     char *tmp_path;
     uint64_t tmp_size;
+    int placed; /* renamed into place, waiting for the directory fsync */
 
     /* merge/combine input: a reference to the cached blob, or NULL */
     store_blob *cached;
@@ -256,7 +264,9 @@ static int storage_status(int rc) {
     return util_disk_full(rc) ? 507 : 500;
 }
 
-static void commit_work(store *st, store_op *op) {
+/* Worker: adds op's profile to the aggregate and renames its file into
+ * place; the directory fsync that makes it durable is the batch's. */
+static void commit_one(store *st, store_op *op, store_op *first) {
     pprof_error perr = {0};
     char name[DISK_NAME_MAX], err[512];
     int rc = pprof_merger_add(st->_merger, op->profile, &perr);
@@ -269,7 +279,7 @@ static void commit_work(store *st, store_op *op) {
         unlink(op->tmp_path);
         return;
     }
-    rc = disk_commit(st->dir, op->tmp_path, "", &st->_counter, name, err, sizeof err);
+    rc = disk_place(st->dir, op->tmp_path, "", &st->_counter, name, err, sizeof err);
     if (rc != 0) {
         /* The merger now holds a profile the directory may not: rebuild
          * the aggregate from the directory before the next answer. */
@@ -277,13 +287,49 @@ static void commit_work(store *st, store_op *op) {
         op->status = storage_status(rc);
         op->reject = REJECT_STORAGE;
         snprintf(op->reason, sizeof op->reason, "cannot store the profile: %s", err);
-        op_log(op, 'E', "store: %s", err);
+        op_log(first, 'E', "store: %s", err);
         unlink(op->tmp_path);
         return;
     }
     files_push(st, name, op->tmp_size);
-    op->status = 204;
-    op_log(op, 'D', "store: stored %s (%llu bytes)", name, (unsigned long long)op->tmp_size);
+    op->placed = 1;
+    op_log(first, 'D', "store: stored %s (%llu bytes)", name, (unsigned long long)op->tmp_size);
+}
+
+/*
+ * Worker: group commit. Every submission in the batch is added and renamed
+ * into place, then one directory fsync makes all the renames durable before
+ * any of them is answered 204 (each file's data was fsync'd by its submit
+ * job). Under load this turns N directory fsyncs and N pool round trips into
+ * one each.
+ */
+static void commit_batch(store *st, store_op *first) {
+    size_t placed = 0;
+    for (store_op *op = first; op != NULL; op = op->batch) {
+        commit_one(st, op, first);
+        placed += op->placed;
+    }
+    if (placed == 0)
+        return;
+    int rc = disk_fsync_dir(st->dir);
+    if (rc != 0) {
+        /* The files are in place but maybe not durably: do not promise
+         * anything, and trust only the directory from now on. */
+        st->_needs_load = 1;
+        op_log(first, 'E', "store: cannot fsync %s: %s", st->dir, uv_strerror(rc));
+    }
+    for (store_op *op = first; op != NULL; op = op->batch) {
+        if (!op->placed)
+            continue;
+        if (rc == 0) {
+            op->status = 204;
+        } else {
+            op->status = storage_status(rc);
+            op->reject = REJECT_STORAGE;
+            snprintf(op->reason, sizeof op->reason, "cannot store the profile: cannot fsync %s: %s",
+                     st->dir, uv_strerror(rc));
+        }
+    }
 }
 
 static int encode(store *st, store_op *op) {
@@ -354,11 +400,13 @@ static void op_work(uv_work_t *w) {
     }
     if (op->kind == OP_COMMIT) {
         if (st->_merger == NULL) {
-            op->status = 503;
-            snprintf(op->reason, sizeof op->reason, "the store is not available");
-            unlink(op->tmp_path);
+            for (store_op *o = op; o != NULL; o = o->batch) {
+                o->status = 503;
+                snprintf(o->reason, sizeof o->reason, "the store is not available");
+                unlink(o->tmp_path);
+            }
         } else {
-            commit_work(st, op);
+            commit_batch(st, op);
         }
     } else if (op->kind == OP_MERGE || op->kind == OP_COMBINE) {
         if (st->_merger == NULL) {
@@ -390,17 +438,28 @@ static void flush_log(store_op *op) {
     op->log = NULL;
 }
 
+/* Loop: counts and answers one commit of a batch. */
+static void commit_answer(store_op *op) {
+    if (op->status == 204)
+        g_metrics.profiles_accepted++;
+    else
+        metrics_count_reject(op->reject);
+    op->submit_cb(op->arg, op->status, op->reason);
+}
+
 static void op_after(uv_work_t *w, int status) {
     store_op *op = container_of(w, store_op, work);
     store *st = op->st;
     st->running = NULL;
     if (status == UV_ECANCELED) {
-        op->status = 503;
-        snprintf(op->reason, sizeof op->reason, "shutting down");
-        if (op->tmp_path)
-            unlink(op->tmp_path); /* the loop is ending; a blocking unlink is fine */
-        pprof_profile_free(op->profile);
-        op->profile = NULL;
+        for (store_op *o = op; o != NULL; o = o->batch) {
+            o->status = 503;
+            snprintf(o->reason, sizeof o->reason, "shutting down");
+            if (o->tmp_path)
+                unlink(o->tmp_path); /* the loop is ending; a blocking unlink is fine */
+            pprof_profile_free(o->profile);
+            o->profile = NULL;
+        }
     }
     flush_log(op);
     if (op->reloaded) {
@@ -415,15 +474,23 @@ static void op_after(uv_work_t *w, int status) {
         g_metrics.store_ready = 1;
         break;
     case OP_COMMIT:
-        if (op->status == 204) {
-            g_metrics.profiles_accepted++;
-            /* The aggregate changed: the cached encoding is stale. */
-            store_blob_unref(st->cache);
-            st->cache = NULL;
-        } else {
-            metrics_count_reject(op->reject);
+        /* If the aggregate changed the cached encoding is stale: drop it
+         * before any answer can lead to a merge request. */
+        for (store_op *o = op; o != NULL; o = o->batch) {
+            if (o->status == 204) {
+                store_blob_unref(st->cache);
+                st->cache = NULL;
+                break;
+            }
         }
-        op->submit_cb(op->arg, op->status, op->reason);
+        for (store_op *o = op->batch; o != NULL;) {
+            store_op *next = o->batch;
+            commit_answer(o);
+            free(o->tmp_path);
+            free(o);
+            o = next;
+        }
+        commit_answer(op);
         break;
     case OP_MERGE:
     case OP_COMBINE:
@@ -463,6 +530,18 @@ static void run_next(store *st) {
          * encoding of the aggregate this one will see. */
         if ((op->kind == OP_MERGE || op->kind == OP_COMBINE) && st->cache != NULL)
             op->cached = blob_ref(st->cache);
+        /* Group commit: take the commits queued right behind this one. */
+        if (op->kind == OP_COMMIT) {
+            store_op *last = op;
+            for (int n = 1; n < STORE_BATCH_MAX && st->head != NULL && st->head->kind == OP_COMMIT;
+                 n++) {
+                last->batch = st->head;
+                last = st->head;
+                st->head = st->head->next;
+            }
+            if (st->head == NULL)
+                st->tail = NULL;
+        }
         if (uv_queue_work(st->loop, &op->work, op_work, op_after) != 0) {
             st->running = NULL;
             op_after(&op->work, UV_ECANCELED);

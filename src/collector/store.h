@@ -13,7 +13,9 @@
  *   load     at start-up: sweep temporary files, replay a combine journal,
  *            decode every stored file into the merger, quarantine the bad.
  *   commit   add one validated submission to the merger, then rename its
- *            temporary file into place (durably).
+ *            temporary file into place (durably). Commits queued back to
+ *            back run as one group commit: every rename, then one
+ *            directory fsync, then every answer.
  *   merge    encode the merger (cached until the next commit).
  *   combine  merge, then replace the stored files by the merged one.
  *
