@@ -228,6 +228,19 @@ bench-engine: $(LIBPPROF) $(PPROF_DUMP)
 	test/bench/merge_engine.sh
 .PHONY: bench-engine
 
+# The collector against its peers (issue 9, docs/performance.md): submit
+# throughput, merge latency, start-up, loop responsiveness, memory, offline
+# merge. Loopback only, about 10 minutes once the profiles are cached in
+# build/bench/ (the first run generates them). BENCH_ARGS passes options,
+# e.g. BENCH_ARGS='--sections submit --runs 3'.
+BENCH_ARGS ?=
+bench: setup-bench all $(PPROF_DUMP)
+	$(PYTHON) test/bench/collector.py $(BENCH_ARGS)
+	test/bench/merge_engine.sh
+bench-collector: setup-bench all $(PPROF_DUMP)
+	$(PYTHON) test/bench/collector.py $(BENCH_ARGS)
+.PHONY: bench-collector
+
 # ---- fuzzing ---------------------------------------------------------------
 FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst test/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
@@ -296,6 +309,12 @@ setup:
 
 setup-test: setup
 	$(call install_pkgs,$(TEST_PKGS))
+
+# make bench: load generator, timers, the Go reference server's google/pprof.
+BENCH_PKGS := wrk hyperfine time golang-go golang-github-google-pprof-dev
+setup-bench: setup
+	$(call install_pkgs,$(BENCH_PKGS))
+.PHONY: setup-bench
 
 # ---- deployment ------------------------------------------------------------
 # The container image's runtime stage rebuilt in a debootstrapped bookworm
