@@ -17,6 +17,10 @@
  * collector has nothing stored yet: exit 1, or 0 with --allow-empty, and no
  * file either way (an existing one is left alone).
  *
+ * The merge options (--strip-labels, --shape, --weight, --since) become the
+ * query of POST /v1/merge (mergeflags.h); a value or a combination with
+ * --combine that the collector would refuse is a usage error here first.
+ *
  * --if-missing is the reproducible-build switch: when the output file
  * already holds a valid CPU profile (say, one committed to the repository or
  * restored from a cache), no request is made at all.
@@ -30,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/mergeflags.h"
 #include "cli/netopts.h"
 
 #define FETCH_MAX_BODY ((uint64_t)1 << 30)
@@ -50,6 +55,7 @@ static const char usage[] =
     "                         otherwise $PGOF_MERGE_KEY_FILE or $PGOF_MERGE_KEY\n"
     "      --combine          ask the collector to replace its stored profiles by\n"
     "                         the merged one (and_combine=true)\n"
+    CLI_MERGE_FLAGS_HELP
     "      --allow-empty      exit 0 when the collector has no profiles yet (404)\n"
     "      --if-missing       do nothing when FILE already holds a valid CPU profile\n"
     "      --retries N        retries after connection errors, timeouts and 5xx\n"
@@ -79,6 +85,7 @@ static const struct option long_opts[] = {
     {"combine", no_argument, NULL, OPT_COMBINE},
     {"allow-empty", no_argument, NULL, OPT_ALLOW_EMPTY},
     {"if-missing", no_argument, NULL, OPT_IF_MISSING},
+    CLI_MERGE_FLAGS,
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -128,8 +135,9 @@ int cli_fetch_main(int argc, char **argv)
 {
     const char *output = "default.pgo", *shown;
     int combine = 0, allow_empty = 0, if_missing = 0, quiet = 0, opened = 0;
-    char err[CLI_ERR_MAX], why[CLI_ERR_MAX], size[32];
+    char err[CLI_ERR_MAX], why[CLI_ERR_MAX], size[32], path[256];
     char *url = NULL;
+    mergeopts mo;
     cli_net_opts net;
     cli_key key = {0};
     fetch_ctx f;
@@ -140,8 +148,10 @@ int cli_fetch_main(int argc, char **argv)
     memset(&f, 0, sizeof(f));
     f.out.fd = -1;
     cli_net_opts_init(&net, DEFAULT_TIMEOUT_MS);
+    mergeopts_init(&mo);
     while ((c = getopt_long(argc, argv, "u:o:qh", long_opts, NULL)) != -1) {
-        if ((rc = cli_net_opt(&net, c, optarg)) != 0) {
+        if ((rc = cli_net_opt(&net, c, optarg)) != 0 ||
+            (rc = cli_merge_flag(&mo, c, optarg)) != 0) {
             if (rc < 0)
                 return CLI_EXIT_USAGE;
             continue;
@@ -166,6 +176,15 @@ int cli_fetch_main(int argc, char **argv)
         cli_usage_error("--output is empty");
         return CLI_EXIT_USAGE;
     }
+    mo.combine = combine;
+    if (mergeopts_check(&mo, why, sizeof(why)) != 0) {
+        cli_usage_error("--combine: %s", why);
+        return CLI_EXIT_USAGE;
+    }
+    memcpy(path, "/v1/merge?", 11);
+    mergeopts_query(&mo, path + 10, sizeof(path) - 10);
+    if (path[10] == '\0')
+        path[9] = '\0';
     shown = strcmp(output, "-") == 0 ? "standard output" : output;
     if (if_missing && strcmp(output, "-") != 0 && have_valid_file(output)) {
         if (!quiet)
@@ -173,7 +192,7 @@ int cli_fetch_main(int argc, char **argv)
                       output);
         return CLI_EXIT_OK;
     }
-    status = cli_net_prepare(&net, combine ? "/v1/merge?and_combine=true" : "/v1/merge",
+    status = cli_net_prepare(&net, path,
                              "PGOF_MERGE_KEY_FILE", "PGOF_MERGE_KEY", &url, &key);
     if (status != CLI_EXIT_OK)
         goto cleanup;

@@ -15,6 +15,13 @@
  * The output goes through outfile.c: OUT appears whole or not at all. With
  * no -o the profile goes to stdout, unless stdout is a terminal.
  *
+ * The merge options (--strip-labels, --shape, --weight, --since; see
+ * mergeflags.h) are the collector's: strip_labels and shape reshape the
+ * aggregate after the merge; since and weight need each file on its own and
+ * go through mergeopts_merge (src/common/mergepipe.c), which the collector
+ * runs too. A file's time for --since is the one in a collector file name
+ * (<unix ms>_<n>.pgo), else its modification time.
+ *
  * Memory: one decoded input at a time plus the aggregate.
  */
 #include <errno.h>
@@ -23,9 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/mergeflags.h"
 #include "pprof/pprof.h"
 
 static const char usage[] =
@@ -38,6 +47,7 @@ static const char usage[] =
     "  -o, --output OUT   where to write the merged profile ('-': standard output,\n"
     "                     the default when standard output is not a terminal)\n"
     "      --cpu          refuse inputs that are not Go CPU profiles\n"
+    CLI_MERGE_FLAGS_HELP
     "  -q, --quiet        print errors only\n"
     "  -h, --help         show this help\n"
     "\n"
@@ -49,6 +59,7 @@ enum { OPT_CPU = 256 };
 static const struct option long_opts[] = {
     {"output", required_argument, NULL, 'o'},
     {"cpu", no_argument, NULL, OPT_CPU},
+    CLI_MERGE_FLAGS,
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -98,6 +109,39 @@ static int add_file(pprof_merger *m, const char *path, int cpu_only)
     return 0;
 }
 
+/* since/weight: the files through mergeopts_merge. 0 with *m, or 1 after
+ * printing why. */
+static int merge_with_options(const mergeopts *mo, char **files, size_t n, int cpu_only,
+                              int quiet, pprof_merger **m)
+{
+    char why[CLI_ERR_MAX], dur[32];
+    mergeopts_input in;
+    size_t selected = 0, bad = 0;
+    struct timespec now;
+    int rc;
+
+    memset(&in, 0, sizeof(in));
+    in.names = (const char *const *)files;
+    in.n = n;
+    in.cpu_only = cpu_only;
+    clock_gettime(CLOCK_REALTIME, &now);
+    rc = mergeopts_merge(mo, &in, (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000,
+                         m, &selected, &bad, why, sizeof(why));
+    if (rc != 0) {
+        cli_error("%s", why);
+        return 1;
+    }
+    if (selected == 0) {
+        mergeopts_format_duration(mo->since_ms, dur, sizeof(dur));
+        cli_error("no input file is from the last %s (--since; a file's time is the one in "
+                  "its collector name, else its modification time)", dur);
+        return 1;
+    }
+    if (!quiet && selected < n)
+        cli_error("left out %zu of %zu file(s) older than --since", n - selected, n);
+    return 0;
+}
+
 int cli_merge_main(int argc, char **argv)
 {
     const char *output = NULL;
@@ -105,11 +149,18 @@ int cli_merge_main(int argc, char **argv)
     char err[CLI_ERR_MAX], size[32];
     pprof_merger *m = NULL;
     pprof_error perr;
+    mergeopts mo;
     cli_outfile out;
     sink s;
     int c, rc, status = CLI_EXIT_FAIL;
 
+    mergeopts_init(&mo);
     while ((c = getopt_long(argc, argv, "o:qh", long_opts, NULL)) != -1) {
+        if ((rc = cli_merge_flag(&mo, c, optarg)) != 0) {
+            if (rc < 0)
+                return CLI_EXIT_USAGE;
+            continue;
+        }
         switch (c) {
         case 'o': output = optarg; break;
         case 'q': quiet = 1; break;
@@ -136,14 +187,26 @@ int cli_merge_main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
 
-    m = pprof_merger_new();
-    if (!m) {
-        cli_error("out of memory");
-        goto cleanup;
-    }
-    for (int i = optind; i < argc; i++)
-        if (add_file(m, argv[i], cpu_only) != 0)
+    if (mergeopts_needs_files(&mo)) {
+        if (merge_with_options(&mo, argv + optind, (size_t)(argc - optind), cpu_only, quiet,
+                               &m) != 0)
             goto cleanup;
+    } else {
+        m = pprof_merger_new();
+        if (!m) {
+            cli_error("out of memory");
+            goto cleanup;
+        }
+        for (int i = optind; i < argc; i++)
+            if (add_file(m, argv[i], cpu_only) != 0)
+                goto cleanup;
+        memset(&perr, 0, sizeof(perr));
+        if ((rc = mergeopts_reshape(&mo, m, &m, &perr)) != 0) {
+            cli_error("cannot reshape the merged profile: %s",
+                      perr.msg[0] ? perr.msg : pprof_strerror(rc));
+            goto cleanup;
+        }
+    }
 
     if (cli_outfile_open(&out, output, err) != 0) {
         cli_error("%s", err);

@@ -8,6 +8,7 @@
 #include "collector/config.h"
 
 #include "collector/log.h"
+#include "common/mergeopts.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -158,6 +159,10 @@ static const size_var size_vars[] = {
     {"PGOF_MAX_BODY_BYTES", 64u << 20, 1024, UINT64_C(1) << 40, offsetof(config, max_body_bytes)},
     {"PGOF_MAX_PROFILE_BYTES", UINT64_C(256) << 20, 1024, UINT64_C(1) << 40,
      offsetof(config, max_profile_bytes)},
+    /* Decoded tables of one profile: a 200 KB gzip of 10 million empty
+     * samples decodes to ~500 MB; real profiles need a few MB. */
+    {"PGOF_MAX_PROFILE_MEMORY", UINT64_C(64) << 20, UINT64_C(1) << 20, UINT64_C(1) << 40,
+     offsetof(config, max_profile_memory)},
     {"PGOF_MAX_HEADER_BYTES", 64u << 10, 1024, 16u << 20, offsetof(config, max_header_bytes)},
     {"PGOF_MAX_HEADERS", 100, 4, 10000, offsetof(config, max_headers)},
     {"PGOF_MAX_CONNECTIONS", 1024, 1, 1000000, offsetof(config, max_connections)},
@@ -233,20 +238,34 @@ int config_load(config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "PGOF_METRICS_AUTH=\"%s\": must be none or merge", ma);
         return UV_EINVAL;
     }
+    /* Off unless set: removing profiles is never a default. */
+    const char *ret = env_or("PGOF_RETENTION", "off");
+    if (strcmp(ret, "off") != 0 &&
+        mergeopts_parse_duration(ret, strlen(ret), &cfg->retention_ms) != 0) {
+        snprintf(err, errlen,
+                 "PGOF_RETENTION=\"%s\": must be off or a duration (a number and a unit s, m, "
+                 "h, d or w, e.g. 30d)",
+                 ret);
+        return UV_EINVAL;
+    }
     return 0;
 }
 
 void config_describe(const config *cfg, char *out, size_t outsz) {
+    char ret[32] = "off";
+    if (cfg->retention_ms)
+        mergeopts_format_duration(cfg->retention_ms, ret, sizeof ret);
     snprintf(out, outsz,
              "bind=%s directory=%s submit_keys=%s merge_keys=%s max_body=%llu "
-             "max_profile=%llu max_header_bytes=%llu max_headers=%llu max_connections=%llu "
+             "max_profile=%llu max_profile_memory=%llu max_header_bytes=%llu max_headers=%llu max_connections=%llu "
              "idle_timeout=%.3fs request_timeout=%.3fs shutdown_grace=%.3fs log_level=%s "
-             "metrics_auth=%s",
+             "metrics_auth=%s retention=%s",
              cfg->bind_address, cfg->directory, cfg->submit_keys_file, cfg->merge_keys_file,
              (unsigned long long)cfg->max_body_bytes,
              (unsigned long long)cfg->max_profile_bytes,
+             (unsigned long long)cfg->max_profile_memory,
              (unsigned long long)cfg->max_header_bytes, (unsigned long long)cfg->max_headers,
              (unsigned long long)cfg->max_connections, cfg->idle_timeout_ms / 1000.0,
              cfg->request_timeout_ms / 1000.0, cfg->shutdown_grace_ms / 1000.0,
-             log_level_name(cfg->log_level), cfg->metrics_need_key ? "merge" : "none");
+             log_level_name(cfg->log_level), cfg->metrics_need_key ? "merge" : "none", ret);
 }

@@ -32,6 +32,7 @@ typedef struct config {
 
     uint64_t max_body_bytes;       /* PGOF_MAX_BODY_BYTES */
     uint64_t max_profile_bytes;    /* PGOF_MAX_PROFILE_BYTES (inflated) */
+    uint64_t max_profile_memory;   /* PGOF_MAX_PROFILE_MEMORY (decoded) */
     uint64_t max_header_bytes;     /* PGOF_MAX_HEADER_BYTES */
     uint64_t max_headers;          /* PGOF_MAX_HEADERS */
     uint64_t max_connections;      /* PGOF_MAX_CONNECTIONS */
@@ -40,6 +41,7 @@ typedef struct config {
     uint64_t shutdown_grace_ms;    /* PGOF_SHUTDOWN_GRACE (seconds) */
     int log_level;                 /* PGOF_LOG_LEVEL */
     int metrics_need_key;          /* PGOF_METRICS_AUTH: none|merge */
+    uint64_t retention_ms;         /* PGOF_RETENTION (e.g. 30d); 0 = off */
 } config;
 
 /*

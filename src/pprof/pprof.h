@@ -151,6 +151,42 @@ int pprof_merger_write(const pprof_merger *m, pprof_write_cb cb, void *ctx,
 int pprof_merger_encode(const pprof_merger *m, uint8_t **out, size_t *out_len,
                         pprof_error *err);
 
+/* ---- derived merges (src/pprof/shape.c, src/pprof/weight.c) ----------- */
+
+/* pprof_merger_reshape flags. */
+#define PPROF_RESHAPE_STRIP_LABELS 1u /* drop sample labels, merge their samples */
+#define PPROF_RESHAPE_PGO 2u          /* what Go's PGO reads (implies no labels) */
+
+/*
+ * Builds a new aggregate from m (read only): PPROF_RESHAPE_STRIP_LABELS is
+ * the merge the same inputs would give without labels; PPROF_RESHAPE_PGO is
+ * the smallest CPU profile that gives Go's compiler (1.21 and later) the
+ * same weighted call graph as m (docs/pprof.md, "shape=pgo"). On success *out
+ * is owned by the caller (pprof_merger_free). Fails with PPROF_EEMPTY when
+ * nothing was added to m, PPROF_ENOMEM or PPROF_ELIMIT.
+ */
+int pprof_merger_reshape(const pprof_merger *m, unsigned flags, pprof_merger **out,
+                         pprof_error *err);
+
+/*
+ * The sample type weight=equal balances: the first samples/count or
+ * cpu/nanoseconds type (the value Go's PGO reads), else the last type.
+ */
+size_t pprof_weight_index(const pprof_profile *p);
+
+/* The total of that value over p's samples. PPROF_EINVALID when a value is
+ * negative or the total passes 2^63. */
+int pprof_profile_total(const pprof_profile *p, int64_t *total, pprof_error *err);
+
+/*
+ * Scales p's values in place so that its weight total becomes exactly
+ * target, every other type's total its proportional share (largest
+ * remainder rounding, documented in docs/pprof.md). A profile whose total is
+ * 0 is left unchanged. PPROF_EINVALID for negative values or overflow,
+ * PPROF_ENOMEM.
+ */
+int pprof_profile_scale(pprof_profile *p, int64_t target, pprof_error *err);
+
 /* ---- summary (src/pprof/summary.c, for `pgof inspect`) ---------------- */
 
 /* One function name and its cost in the summary's chosen value. */

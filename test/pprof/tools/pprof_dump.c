@@ -11,6 +11,8 @@
  *   pprof-dump inflate FILE...         only gunzip each file with zlib into
  *                                      a scratch buffer (the benchmark's
  *                                      floor) and print the byte count
+ *   pprof-dump pgo-edges FILE          the weighted call graph Go's compiler
+ *                                      builds from FILE (pgo_edges.h)
  *
  * DESIGN
  * The "samples" listing is keyed by symbolic frames only (no addresses or
@@ -29,12 +31,15 @@
 
 #include "pprof/internal.h"
 
+#include "pgo_edges.h"
+
 static int usage(void)
 {
     fprintf(stderr, "usage: pprof-dump check [--cpu] FILE...\n"
                     "       pprof-dump merge -o OUT FILE...\n"
                     "       pprof-dump samples FILE\n"
-                    "       pprof-dump inflate FILE...\n");
+                    "       pprof-dump inflate FILE...\n"
+                    "       pprof-dump pgo-edges FILE\n");
     return 2;
 }
 
@@ -293,6 +298,26 @@ static int cmd_inflate(int argc, char **argv)
     return 0;
 }
 
+/* Prints the compiler's edge table of one file. */
+static int cmd_pgo_edges(const char *path)
+{
+    pprof_profile *p = NULL;
+    const char *why = NULL;
+    char *text;
+
+    if (load(path, &p) != 0)
+        return 1;
+    text = pgo_edges_text(p, &why);
+    pprof_profile_free(p);
+    if (!text) {
+        fprintf(stderr, "%s: %s\n", path, why);
+        return 1;
+    }
+    fputs(text, stdout);
+    free(text);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3)
@@ -305,5 +330,7 @@ int main(int argc, char **argv)
         return cmd_inflate(argc - 2, argv + 2);
     if (strcmp(argv[1], "samples") == 0 && argc == 3)
         return cmd_samples(argv[2]);
+    if (strcmp(argv[1], "pgo-edges") == 0 && argc == 3)
+        return cmd_pgo_edges(argv[2]);
     return usage();
 }
