@@ -480,6 +480,101 @@ static bool on_line(pb_istream_t *s, const pb_field_t *f, void **arg)
     return push(c, &c->p->lines, sizeof(l), &l);
 }
 
+/* ---- Sample fast path ---------------------------------------------------- */
+
+static int table_full(reader *r, int rc, int field, uint64_t off);
+
+/* Parses a varint from [*pp, end); returns false if it is truncated or
+ * longer than 10 bytes. */
+static inline bool buf_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *q = *pp;
+    uint64_t v = 0;
+
+    for (unsigned shift = 0; q < end && shift < 64; shift += 7) {
+        uint8_t b = *q++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *pp = q;
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static inline bool push_u64(dctx *c, pprof__vec *v, uint64_t x)
+{
+    int rc;
+
+    if (v->n == v->cap && (rc = pprof__vec_grow(v, sizeof x, 1, &c->p->budget))) {
+        c->rc = rc;
+        return false;
+    }
+    ((uint64_t *)v->p)[v->n++] = x;
+    return true;
+}
+
+/*
+ * Samples are most of a CPU profile, and nanopb's generic field iterator
+ * and per-byte stream reads were the largest cost of decoding one (perf,
+ * callgrind: docs/performance.md). This decodes the shape Go writes --
+ * packed or unpacked location ids and values, nothing else -- straight
+ * from the buffer. Anything else (labels, unknown fields, a malformed or
+ * truncated varint) rolls back and returns 1 so nanopb decodes the message
+ * as before, with its error messages. Returns 0 when the sample was
+ * decoded, 1 to fall back, or a negative code when a table is full.
+ */
+static int sample_fast(reader *r, pprof_profile *p, dctx *c, const uint8_t *buf, size_t len,
+                       uint64_t off)
+{
+    const uint8_t *q = buf, *end = buf + len;
+    size_t loc0 = p->locids.n, val0 = p->values.n;
+    pprof__sample smp;
+
+    while (q < end) {
+        uint64_t key, v, n;
+        if (!buf_varint(&q, end, &key))
+            goto fallback;
+        uint64_t tag = key >> 3, wt = key & 7;
+        pprof__vec *vec = tag == 1 ? &p->locids : tag == 2 ? &p->values : NULL;
+        if (vec == NULL)
+            goto fallback;
+        if (wt == PB_WT_VARINT) {
+            if (!buf_varint(&q, end, &v))
+                goto fallback;
+            if (!push_u64(c, vec, v))
+                return table_full(r, c->rc, perftools_profiles_Profile_sample_tag, off);
+            continue;
+        }
+        if (wt != PB_WT_STRING || !buf_varint(&q, end, &n) || n > (uint64_t)(end - q))
+            goto fallback;
+        const uint8_t *e = q + n;
+        while (q < e) {
+            if (!buf_varint(&q, e, &v))
+                goto fallback;
+            if (!push_u64(c, vec, v))
+                return table_full(r, c->rc, perftools_profiles_Profile_sample_tag, off);
+        }
+    }
+    if (p->locids.n > UINT32_MAX || p->values.n > UINT32_MAX)
+        return table_full(r, PPROF_ELIMIT, perftools_profiles_Profile_sample_tag, off);
+    smp.loc_off = (uint32_t)loc0;
+    smp.val_off = (uint32_t)val0;
+    smp.label_off = (uint32_t)p->labels.n;
+    smp.nloc = (uint32_t)(p->locids.n - loc0);
+    smp.nval = (uint32_t)(p->values.n - val0);
+    smp.nlabel = 0;
+    if (!push(c, &p->samples, sizeof(smp), &smp))
+        return table_full(r, c->rc, perftools_profiles_Profile_sample_tag, off);
+    return 0;
+
+fallback:
+    p->locids.n = loc0;
+    p->values.n = val0;
+    return 1;
+}
+
 /* ---- the Profile message ---------------------------------------------- */
 
 static const char *const field_names[] = {
@@ -536,6 +631,10 @@ static int decode_message(reader *r, pprof_profile *p, int field,
     case perftools_profiles_Profile_sample_tag: {
         perftools_profiles_Sample m = perftools_profiles_Sample_init_zero;
         pprof__sample smp;
+        if ((rc = sample_fast(r, p, &c, buf, len, off)) <= 0)
+            return rc;
+        /* Not the common shape: nanopb decodes it (and words any error). */
+        rc = 0;
         m.location_id.funcs.decode = on_locid;
         m.location_id.arg = &c;
         m.value.funcs.decode = on_value;
