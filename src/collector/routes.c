@@ -5,7 +5,9 @@
  *   GET|HEAD /healthz     200 "OK"
  *   GET|HEAD /metrics     Prometheus text (a merge key if PGOF_METRICS_AUTH=merge)
  *   POST /v1/submit       a CPU profile -> 204 once durable (submit key)
- *   POST /v1/merge        the merged profile, ?and_combine=true (merge key)
+ *   POST /v1/merge        the merged profile, ?and_combine=true and the merge
+ *                         options strip_labels, shape, weight, since (query.h)
+ *                         (merge key)
  * docs/api.md describes every answer.
  */
 #include "collector/routes.h"
@@ -14,6 +16,7 @@
 #include "collector/keys.h"
 #include "collector/log.h"
 #include "collector/metrics.h"
+#include "collector/query.h"
 #include "collector/server.h"
 #include "collector/store.h"
 #include "collector/util.h"
@@ -31,22 +34,6 @@ static int refuse(conn *c, int status, const char *reason, const char *extra) {
     c->req.fail_extra = extra;
     c->_action = CONN_ACT_ERROR;
     return HPE_PAUSED;
-}
-
-int routes_query_get(const char *q, size_t qlen, const char *key, const char **val) {
-    size_t kl = strlen(key);
-    size_t i = 0;
-    while (i < qlen) {
-        const char *seg = q + i;
-        const char *amp = memchr(seg, '&', qlen - i);
-        size_t sl = amp ? (size_t)(amp - seg) : qlen - i;
-        if (sl >= kl && memcmp(seg, key, kl) == 0 && (sl == kl || seg[kl] == '=')) {
-            *val = sl == kl ? seg + kl : seg + kl + 1;
-            return sl == kl ? 0 : (int)(sl - kl - 1);
-        }
-        i += sl + 1;
-    }
-    return -1;
 }
 
 /* Checks the bearer key against ks; returns 0 or refuses the request. */
@@ -119,11 +106,14 @@ int routes_headers(conn *c) {
         if (check_auth(c, s->merge_keys) != 0)
             return HPE_PAUSED;
         r->route = ROUTE_MERGE;
-        const char *v;
-        int vl = q ? routes_query_get(q + 1, r->url_len - plen - 1, "and_combine", &v) : -1;
-        /* As in the Go collector: exactly "true" combines, anything else
-         * (or nothing) does not. */
-        r->and_combine = vl == 4 && memcmp(v, "true", 4) == 0;
+        /* and_combine as in the Go collector (exactly "true" combines);
+         * the merge options and their and_combine rule (query.h): a bad
+         * value or a refused combination is 400 before the body. */
+        mergeopts mo;
+        if (query_parse(q ? q + 1 : "", q ? r->url_len - plen - 1 : 0, &mo, r->fail_buf,
+                        sizeof r->fail_buf) != 0)
+            return refuse(c, 400, r->fail_buf, NULL);
+        r->and_combine = mo.combine;
     } else {
         return refuse(c, 404, "not found", NULL);
     }
@@ -243,10 +233,20 @@ void routes_dispatch(conn *c) {
         store_submit(s->store, fd, path, c, on_submitted);
         return;
     }
-    case ROUTE_MERGE:
+    case ROUTE_MERGE: {
+        /* The query passed query_parse in routes_headers; parse it again
+         * rather than keep the options in every request. */
+        const char *q = memchr(c->req.url, '?', c->req.url_len);
+        mergeopts mo;
+        char why[MERGEOPTS_ERR_MAX];
+        if (q == NULL || query_parse(q + 1, c->req.url_len - (size_t)(q + 1 - c->req.url), &mo,
+                                     why, sizeof why) != 0)
+            mergeopts_init(&mo);
+        mo.combine = c->req.and_combine;
         conn_hold(c);
-        store_merge(s->store, c->req.and_combine, c, on_merged);
+        store_query(s->store, &mo, c, on_merged);
         return;
+    }
     default:
         conn_send_error(c, 500, "internal error: no route", NULL);
         return;

@@ -38,12 +38,4 @@ void routes_dispatch(struct conn *c);
 /* Starts the upload's temporary file (CONN_ACT_OPEN). */
 void routes_open_upload(struct conn *c);
 
-/*
- * Finds the value of key in a query string ("a=1&b=2"); returns its length
- * and points *val at it, or returns -1 when absent. The first match wins, as
- * with Go's url.Values.Get.
- */
-int routes_query_get(const char *query, size_t qlen, const char *key,
-                     const char **val);
-
 #endif /* COLLECTOR_ROUTES_H */

@@ -124,6 +124,7 @@ void server_shutdown(server *s) {
     if (s->shutting_down)
         return;
     s->shutting_down = 1;
+    store_stop(s->store);
     LOG(LOG_INFO, "shutdown: no longer accepting; %llu connection(s) open, grace %.3gs",
         (unsigned long long)s->nconns, s->cfg->shutdown_grace_ms / 1000.0);
     if (s->_listening) {
@@ -169,6 +170,7 @@ int server_init(server *s, uv_loop_t *loop, const config *cfg, keyset *submit_ke
     s->submit_keys = submit_keys;
     s->merge_keys = merge_keys;
     s->store = store_new(loop, cfg->directory, &s->limits);
+    store_set_retention(s->store, cfg->retention_ms);
     store_on_idle(s->store, on_store_idle, s);
     uv_tcp_init(loop, &s->_listener);
     s->_listener.data = s;

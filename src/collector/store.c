@@ -13,6 +13,8 @@
 #include "collector/disk.h"
 #include "collector/log.h"
 #include "collector/metrics.h"
+#include "collector/query.h"
+#include "collector/retention.h"
 #include "collector/upload.h"
 #include "collector/util.h"
 
@@ -28,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef enum op_kind { OP_LOAD, OP_COMMIT, OP_MERGE, OP_COMBINE } op_kind;
+typedef enum op_kind { OP_LOAD, OP_COMMIT, OP_MERGE, OP_COMBINE, OP_QUERY, OP_EXPIRE } op_kind;
 
 /* Most commits one group commit takes from the queue (one directory fsync
  * for all of them). Bounds the time the aggregate is held by one batch. */
@@ -54,6 +56,8 @@ typedef struct store_op {
 
     /* merge/combine input: a reference to the cached blob, or NULL */
     store_blob *cached;
+    /* query (merge with options, query.h): owned */
+    query_job *query;
 
     /* results */
     int status;
@@ -95,6 +99,11 @@ struct store {
     store_blob *cache;
     void (*idle_cb)(void *);
     void *idle_arg;
+    query_cache qcache;     /* answers of merges with options */
+    uint64_t retention_ms;  /* PGOF_RETENTION; 0 = off */
+    retention *retention;   /* its timer, once started */
+    int expire_queued;
+    int stopped;
 
     /* the running operation only */
     pprof_merger *_merger;
@@ -102,6 +111,7 @@ struct store {
     size_t _nfiles, _cap;
     uint64_t _counter;
     int _needs_load;
+    query_worker *_qworker; /* per-file weight totals */
 };
 
 static int crash_step;
@@ -390,6 +400,46 @@ static void merge_work(store *st, store_op *op) {
     op->seconds = mono_seconds() - t0;
 }
 
+/* Worker: a merge with options (query.h), against the files and aggregate. */
+static void query_op_work(store *st, store_op *op) {
+    double t0 = mono_seconds();
+    query_job *j = op->query;
+    query_work(st->_qworker, j, st->dir, &st->lim, st->_merger, st->_files, st->_nfiles,
+               util_now_ms());
+    op->status = j->status;
+    snprintf(op->reason, sizeof op->reason, "%s", j->reason);
+    if (j->status == 200 && j->data != NULL) {
+        op->blob = xcalloc(1, sizeof *op->blob);
+        op->blob->refs = 1;
+        op->blob->data = j->data;
+        op->blob->len = j->len;
+        j->data = NULL;
+    }
+    if (j->status >= 500)
+        op_log(op, 'E', "store: %s", j->reason);
+    op->seconds = mono_seconds() - t0;
+}
+
+/* Worker: PGOF_RETENTION. Removes expired files, then rebuilds the
+ * aggregate from what is left. */
+static void expire_work(store *st, store_op *op) {
+    char err[512], d[32];
+    size_t removed = 0;
+    uint64_t now = util_now_ms();
+    if (now <= st->retention_ms)
+        return;
+    int rc = retention_expire(st->dir, st->_files, st->_nfiles, now - st->retention_ms, &removed,
+                              err, sizeof err);
+    if (rc != 0)
+        op_log(op, 'E', "retention: %s", err);
+    if (removed == 0)
+        return;
+    mergeopts_format_duration(st->retention_ms, d, sizeof d);
+    op_log(op, 'I', "retention: removed %zu profile(s) stored more than %s ago", removed, d);
+    load_work(st, op);
+    op->reloaded = 1;
+}
+
 /* Runs on the threadpool: one store operation. */
 static void op_work(uv_work_t *w) {
     store_op *op = container_of(w, store_op, work);
@@ -415,8 +465,37 @@ static void op_work(uv_work_t *w) {
         } else {
             merge_work(st, op);
         }
+    } else if (op->kind == OP_QUERY) {
+        if (st->_merger == NULL) {
+            op->status = 503;
+            snprintf(op->reason, sizeof op->reason, "the store is not available");
+        } else {
+            query_op_work(st, op);
+        }
+    } else if (op->kind == OP_EXPIRE && st->_merger != NULL) {
+        expire_work(st, op);
     }
     stats(st, op);
+}
+
+/* Loop: answers a merge with options and caches its answer. */
+static void query_answer(store *st, store_op *op) {
+    if (op->status == 200) {
+        store_blob *b = op->blob != NULL ? op->blob : blob_ref(op->cached);
+        if (op->blob != NULL)
+            query_cache_put(&st->qcache, &op->query->opts, op->query->key, op->blob);
+        g_metrics.merges++;
+        g_metrics.merge_seconds_sum += op->seconds;
+        op->merge_cb(op->arg, 200, NULL, b);
+    } else {
+        if (op->status != 404)
+            g_metrics.merge_errors++;
+        store_blob_unref(op->blob);
+        op->merge_cb(op->arg, op->status, op->reason, NULL);
+    }
+    store_blob_unref(op->cached);
+    free(op->query->data);
+    free(op->query);
 }
 
 static void run_next(store *st);
@@ -512,6 +591,12 @@ static void op_after(uv_work_t *w, int status) {
             op->merge_cb(op->arg, op->status, op->reason, NULL);
         }
         store_blob_unref(op->cached);
+        break;
+    case OP_QUERY:
+        query_answer(st, op);
+        break;
+    case OP_EXPIRE:
+        st->expire_queued = 0;
         break;
     }
     free(op->tmp_path);
@@ -691,6 +776,42 @@ void store_merge(store *st, int combine, void *arg, store_merge_cb cb) {
     enqueue(st, op);
 }
 
+void store_query(store *st, const mergeopts *o, void *arg, store_merge_cb cb) {
+    if (!mergeopts_any(o)) {
+        store_merge(st, o->combine, arg, cb);
+        return;
+    }
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_QUERY;
+    op->arg = arg;
+    op->merge_cb = cb;
+    op->query = xcalloc(1, sizeof *op->query);
+    op->query->opts = *o;
+    op->cached = query_cache_get(&st->qcache, o, &op->query->cached_key);
+    enqueue(st, op);
+}
+
+/* Loop: a retention tick queues one expire operation at a time. */
+static void on_retention_tick(void *arg) {
+    store *st = arg;
+    if (st->stopped || st->expire_queued)
+        return;
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_EXPIRE;
+    st->expire_queued = 1;
+    enqueue(st, op);
+}
+
+void store_set_retention(store *st, uint64_t retention_ms) {
+    st->retention_ms = retention_ms;
+}
+
+void store_stop(store *st) {
+    st->stopped = 1;
+    retention_stop(st->retention);
+    st->retention = NULL;
+}
+
 /* ---- lifetime -------------------------------------------------------------- */
 
 store *store_new(uv_loop_t *loop, const char *dir, const pprof_limits *lim) {
@@ -698,6 +819,7 @@ store *store_new(uv_loop_t *loop, const char *dir, const pprof_limits *lim) {
     st->loop = loop;
     st->dir = xstrdup(dir);
     st->lim = *lim;
+    st->_qworker = query_worker_new();
     return st;
 }
 
@@ -705,6 +827,9 @@ void store_start(store *st) {
     store_op *op = xcalloc(1, sizeof *op);
     op->kind = OP_LOAD;
     enqueue(st, op);
+    /* The first tick runs at once: queued behind the load. */
+    if (st->retention_ms && !st->stopped)
+        st->retention = retention_start(st->loop, st->retention_ms, on_retention_tick, st);
 }
 
 int store_busy(const store *st) {
@@ -721,6 +846,8 @@ void store_free(store *st) {
         return;
     assert(!store_busy(st));
     store_blob_unref(st->cache);
+    query_cache_clear(&st->qcache);
+    query_worker_free(st->_qworker);
     if (st->_merger != NULL)
         pprof_merger_free(st->_merger);
     free(st->_files);

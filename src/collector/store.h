@@ -18,6 +18,10 @@
  *            directory fsync, then every answer.
  *   merge    encode the merger (cached until the next commit).
  *   combine  merge, then replace the stored files by the merged one.
+ *   query    a merge with options (strip_labels, shape, weight, since):
+ *            derived from the merger or re-read from the files (query.h).
+ *   expire   PGOF_RETENTION: remove expired files, rebuild the merger
+ *            (retention.h).
  *
  * Validation of a submission (decompress, decode, check) is CPU work that
  * needs no shared state, so it runs on the pool in parallel, before its
@@ -30,6 +34,7 @@
 #ifndef COLLECTOR_STORE_H
 #define COLLECTOR_STORE_H
 
+#include "common/mergeopts.h"
 #include "pprof/pprof.h"
 
 #include <stddef.h>
@@ -76,6 +81,20 @@ void store_submit(store *st, int fd, char *path, void *arg, store_submit_cb cb);
 
 /* Answers a merge (combine: also replace the stored files). */
 void store_merge(store *st, int combine, void *arg, store_merge_cb cb);
+
+/*
+ * Answers a merge with options (strip_labels, shape, weight, since; see
+ * query.h). Without any it is store_merge(o->combine). o is copied; the
+ * caller has checked it with mergeopts_check.
+ */
+void store_query(store *st, const mergeopts *o, void *arg, store_merge_cb cb);
+
+/* PGOF_RETENTION (0 = off): set before store_start, which starts its timer
+ * (retention.h). */
+void store_set_retention(store *st, uint64_t retention_ms);
+
+/* At shutdown: stops the store's timers; queued work still runs. */
+void store_stop(store *st);
 
 /* Whether work is queued or running. */
 int store_busy(const store *st);

@@ -65,8 +65,8 @@ void mergeopts_format_duration(uint64_t ms, char *out, size_t outsz)
     static const struct {
         uint64_t ms;
         char unit;
-    } units[] = {{7 * 86400 * MS_PER_S, 'w'}, {86400 * MS_PER_S, 'd'}, {3600 * MS_PER_S, 'h'},
-                 {60 * MS_PER_S, 'm'}, {MS_PER_S, 's'}};
+    } units[] = {{86400 * MS_PER_S, 'd'}, {3600 * MS_PER_S, 'h'}, {60 * MS_PER_S, 'm'},
+                 {MS_PER_S, 's'}};
     size_t i;
 
     for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {

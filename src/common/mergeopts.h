@@ -51,7 +51,7 @@ void mergeopts_init(mergeopts *o);
  */
 int mergeopts_parse_duration(const char *s, size_t len, uint64_t *ms);
 
-/* Writes ms as the largest exact unit ("7d", "36h", "90m", "45s"). */
+/* Writes ms in the largest exact unit of d, h, m, s ("7d", "36h", "90m"). */
 void mergeopts_format_duration(uint64_t ms, char *out, size_t outsz);
 
 /*
