@@ -575,6 +575,78 @@ fallback:
     return 1;
 }
 
+/* Decodes one Line message from [q, e) into *l; false to fall back. */
+static bool line_fast(const uint8_t *q, const uint8_t *e, pprof__line *l)
+{
+    l->function_id = 0;
+    l->line = 0;
+    l->function = PPROF__NONE;
+    while (q < e) {
+        uint64_t key, v;
+        if (!buf_varint(&q, e, &key) || (key & 7) != PB_WT_VARINT || !buf_varint(&q, e, &v))
+            return false;
+        if (key >> 3 == 1)
+            l->function_id = v;
+        else if (key >> 3 == 2)
+            l->line = (int64_t)v;
+        else
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The same for Location, the next most frequent message: id, mapping id,
+ * address, is_folded and Line submessages, as Go writes them. Anything
+ * else rolls back and returns 1 for nanopb. Returns 0, 1 or a negative code.
+ */
+static int location_fast(reader *r, pprof_profile *p, dctx *c, const uint8_t *buf, size_t len,
+                         uint64_t off)
+{
+    const uint8_t *q = buf, *end = buf + len;
+    size_t line0 = p->lines.n;
+    pprof__location loc = {0};
+
+    while (q < end) {
+        uint64_t key, v;
+        if (!buf_varint(&q, end, &key) || !buf_varint(&q, end, &v))
+            goto fallback;
+        switch (key) {
+        case (1 << 3) | PB_WT_VARINT: loc.id = v; break;
+        case (2 << 3) | PB_WT_VARINT: loc.mapping_id = v; break;
+        case (3 << 3) | PB_WT_VARINT: loc.address = v; break;
+        case (5 << 3) | PB_WT_VARINT:
+            if (v > 1)
+                goto fallback;
+            loc.is_folded = v == 1;
+            break;
+        case (4 << 3) | PB_WT_STRING: {
+            pprof__line l;
+            if (v > (uint64_t)(end - q) || !line_fast(q, q + v, &l))
+                goto fallback;
+            q += v;
+            if (!push(c, &p->lines, sizeof(l), &l))
+                return table_full(r, c->rc, perftools_profiles_Profile_location_tag, off);
+            break;
+        }
+        default:
+            goto fallback;
+        }
+    }
+    if (p->lines.n > UINT32_MAX)
+        return table_full(r, PPROF_ELIMIT, perftools_profiles_Profile_location_tag, off);
+    loc.line_off = (uint32_t)line0;
+    loc.nline = (uint32_t)(p->lines.n - line0);
+    loc.mapping = PPROF__NONE;
+    if (!push(c, &p->locations, sizeof(loc), &loc))
+        return table_full(r, c->rc, perftools_profiles_Profile_location_tag, off);
+    return 0;
+
+fallback:
+    p->lines.n = line0;
+    return 1;
+}
+
 /* ---- the Profile message ---------------------------------------------- */
 
 static const char *const field_names[] = {
@@ -678,6 +750,9 @@ static int decode_message(reader *r, pprof_profile *p, int field,
     case perftools_profiles_Profile_location_tag: {
         perftools_profiles_Location m = perftools_profiles_Location_init_zero;
         pprof__location loc;
+        if ((rc = location_fast(r, p, &c, buf, len, off)) <= 0)
+            return rc;
+        rc = 0; /* not the common shape: nanopb decodes it */
         m.line.funcs.decode = on_line;
         m.line.arg = &c;
         loc.line_off = (uint32_t)p->lines.n;
