@@ -50,6 +50,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -651,6 +652,9 @@ def section_offline(args, pool):
 
 
 def main():
+    # SIGTERM (make interrupted, a timeout) runs the finally blocks that stop
+    # the servers and remove build/bench/run/<pid>.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sections", default="submit,merge,startup,loop,memory,offline")
     ap.add_argument("--runs", type=int, default=5, help="submit runs per server")
