@@ -48,6 +48,7 @@ static const char *status_text(int status) {
     case 417: return "Expectation Failed";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
     case 507: return "Insufficient Storage";
@@ -84,7 +85,7 @@ static void update_reading(conn *c) {
         return;
     if (wants_read(c)) {
         if (!(c->flags & CONN_F_READING)) {
-            if (uv_read_start((uv_stream_t *)&c->_tcp, on_alloc, on_read) != 0) {
+            if (c->_io->read_start(c) != 0) {
                 conn_close(c);
                 return;
             }
@@ -93,7 +94,7 @@ static void update_reading(conn *c) {
                 io_timer_restart(c, c->server->cfg->idle_timeout_ms);
         }
     } else if (c->flags & CONN_F_READING) {
-        uv_read_stop((uv_stream_t *)&c->_tcp);
+        c->_io->read_stop(c);
         c->flags &= ~CONN_F_READING;
         if (c->state != CONN_S_WRITE)
             uv_timer_stop(&c->_io_timer);
@@ -129,7 +130,7 @@ void conn_close(conn *c) {
         return;
     set_state(c, CONN_S_CLOSED);
     if (c->flags & CONN_F_READING)
-        uv_read_stop((uv_stream_t *)&c->_tcp);
+        c->_io->read_stop(c);
     c->flags &= ~CONN_F_READING;
     /* The upload keeps c alive (maybe_free checks it) until its in-flight
      * write, which borrows c->_in, has called back. */
@@ -238,7 +239,7 @@ void conn_send(conn *c, int status, const char *ctype, const char *extra, const 
     c->_body_owner = body_owner;
     c->_write_req.data = c;
     io_timer_restart(c, c->server->cfg->idle_timeout_ms);
-    if (uv_write(&c->_write_req, (uv_stream_t *)&c->_tcp, bufs, nbufs, on_write_done) != 0) {
+    if (c->_io->write(c, &c->_write_req, bufs, nbufs, on_write_done) != 0) {
         if (body_free != NULL)
             body_free(body_owner);
         c->_body_free = NULL;
@@ -256,7 +257,7 @@ void conn_send_error(conn *c, int status, const char *reason, const char *extra)
     }
     c->flags |= CONN_F_CLOSE_AFTER;
     if (c->flags & CONN_F_READING) {
-        uv_read_stop((uv_stream_t *)&c->_tcp);
+        c->_io->read_stop(c);
         c->flags &= ~CONN_F_READING;
     }
     upload_cleanup(&c->up);
@@ -284,7 +285,7 @@ void conn_send_continue(conn *c) {
         return;
     uv_buf_t b = uv_buf_init(line, sizeof line - 1);
     c->_cont_req.data = c;
-    if (uv_write(&c->_cont_req, (uv_stream_t *)&c->_tcp, &b, 1, on_continue_written) == 0)
+    if (c->_io->write(c, &c->_cont_req, &b, 1, on_continue_written) == 0)
         c->_cont_pending = 1;
 }
 
@@ -303,7 +304,7 @@ static void begin_linger(conn *c) {
     set_state(c, CONN_S_LINGER);
     c->_linger_bytes = 0;
     c->_in_off = c->_in_len = 0;
-    if (uv_shutdown(&c->_shutdown_req, (uv_stream_t *)&c->_tcp, on_shutdown) != 0) {
+    if (c->_io->shutdown(c, &c->_shutdown_req, on_shutdown) != 0) {
         conn_close(c);
         return;
     }
@@ -353,9 +354,10 @@ static void on_req_timeout(uv_timer_t *t) {
 
 /* ---- reading and parsing --------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    conn *c = h->data;
-    (void)suggested;
+/* Where the next read goes: free space at the end of the input buffer, or
+ * scratch space while lingering. A zero-length buffer means "full"; libuv
+ * then reports UV_ENOBUFS, and conn_feed does the same. */
+static void alloc_input(conn *c, uv_buf_t *buf) {
     if (c->state == CONN_S_LINGER) {
         /* Dropped bytes go to scratch space shared by every lingering
          * connection (one thread, and nobody reads it), never to c->_in,
@@ -374,9 +376,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(c->_in + c->_in_len, (unsigned)(CONN_IN_BUF - c->_in_len));
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-    conn *c = st->data;
-    (void)buf;
+/* nread bytes arrived in the buffer alloc_input gave, or the read side
+ * ended (nread < 0), as libuv's read_cb reports it. */
+static void received(conn *c, ssize_t nread) {
     if (nread == 0)
         return; /* EAGAIN: not end of file */
     if (nread < 0) {
@@ -397,6 +399,35 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     c->_in_len += (size_t)nread;
     io_timer_restart(c, c->server->cfg->idle_timeout_ms);
     process(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    alloc_input(h->data, buf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+    (void)buf;
+    received(st->data, nread);
+}
+
+size_t conn_feed(conn *c, const char *data, size_t len) {
+    uv_buf_t b;
+    assert(c->state != CONN_S_CLOSED && (c->flags & CONN_F_READING));
+    alloc_input(c, &b);
+    if (b.len == 0) {
+        received(c, UV_ENOBUFS);
+        return 0;
+    }
+    size_t n = len < b.len ? len : b.len;
+    memcpy(b.base, data, n);
+    received(c, (ssize_t)n);
+    return n;
+}
+
+void conn_feed_end(conn *c, int err) {
+    assert(c->state != CONN_S_CLOSED && (c->flags & CONN_F_READING) && err < 0);
+    received(c, err);
 }
 
 static void on_body_written(upload *u, int status) {
@@ -551,6 +582,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
         if (++c->req.nheaders > c->server->cfg->max_headers)
             return fail(c, 431, "too many request headers");
     }
+    /* RFC 9112 5.1: white space between a field name and the colon must be
+     * refused with 400 (llhttp refuses it only in the names it knows, such
+     * as Transfer-Encoding; a proxy in front may read others differently). */
+    if (memchr(at, ' ', len) != NULL || memchr(at, '\t', len) != NULL)
+        return fail(c, 400, "bad request: white space in a header name");
     size_t room = sizeof c->req.field - 1 - c->req.field_len;
     if (len > room) {
         c->req.field_overflow = 1;
@@ -572,6 +608,8 @@ static int header_id(const conn *c) {
         return HDR_CONTENT_ENCODING;
     if (n == 6 && strncasecmp(f, "expect", n) == 0)
         return HDR_EXPECT;
+    if (n == 17 && strncasecmp(f, "transfer-encoding", n) == 0)
+        return HDR_TRANSFER_ENCODING;
     return HDR_OTHER;
 }
 
@@ -608,6 +646,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
                        &r->hval_overflow);
             r->expect_seen = 1;
             break;
+        case HDR_TRANSFER_ENCODING:
+            if (r->te_len > 0)
+                append(r->te, sizeof r->te - 1, &r->te_len, ",", 1, &r->hval_overflow);
+            r->te_seen = 1;
+            break;
         }
     }
     switch (r->cur_header) {
@@ -619,6 +662,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
         break;
     case HDR_EXPECT:
         append(r->expect, sizeof r->expect - 1, &r->expect_len, at, len, &r->hval_overflow);
+        break;
+    case HDR_TRANSFER_ENCODING:
+        append(r->te, sizeof r->te - 1, &r->te_len, at, len, &r->hval_overflow);
         break;
     }
     return count_head(c, len);
@@ -637,6 +683,8 @@ static int on_header_value_complete(llhttp_t *p) {
             c->req.auth_len = 0;
         } else if (c->req.cur_header == HDR_EXPECT) {
             c->req.expect_seen = 1;
+        } else if (c->req.cur_header == HDR_TRANSFER_ENCODING) {
+            c->req.te_seen = 1;
         }
     }
     return 0;
@@ -728,10 +776,35 @@ static void format_peer(conn *c) {
         snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
 }
 
-void conn_accept(server *s, uv_stream_t *listener) {
+/* ---- the TCP transport ---------------------------------------------------- */
+
+static int tcp_read_start(conn *c) {
+    return uv_read_start((uv_stream_t *)&c->_tcp, on_alloc, on_read);
+}
+
+static void tcp_read_stop(conn *c) {
+    uv_read_stop((uv_stream_t *)&c->_tcp);
+}
+
+static int tcp_write(conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
+                     uv_write_cb cb) {
+    return uv_write(req, (uv_stream_t *)&c->_tcp, bufs, nbufs, cb);
+}
+
+static int tcp_shutdown(conn *c, uv_shutdown_t *req, uv_shutdown_cb cb) {
+    return uv_shutdown(req, (uv_stream_t *)&c->_tcp, cb);
+}
+
+static const conn_io tcp_io = {tcp_read_start, tcp_read_stop, tcp_write, tcp_shutdown};
+
+/* ---- creating -------------------------------------------------------------- */
+
+/* Allocates c with its handles initialised and links it into the server. */
+static conn *create(server *s, const conn_io *io) {
     conn *c = xcalloc(1, sizeof *c);
     c->server = s;
     c->id = ++s->next_conn_id;
+    c->_io = io;
     c->_in = xmalloc(CONN_IN_BUF);
     uv_tcp_init(s->loop, &c->_tcp);
     uv_timer_init(s->loop, &c->_io_timer);
@@ -749,13 +822,13 @@ void conn_accept(server *s, uv_stream_t *listener) {
     s->conns = c;
     s->nconns++;
     g_metrics.connections++;
-    if (uv_accept(listener, (uv_stream_t *)&c->_tcp) != 0) {
-        conn_close(c);
-        return;
-    }
+    return c;
+}
+
+/* The connection is up: refuse it past the limit, else start reading. */
+static void start(conn *c) {
+    server *s = c->server;
     g_metrics.connections_total++;
-    uv_tcp_nodelay(&c->_tcp, 1);
-    format_peer(c);
     set_state(c, CONN_S_HEAD);
     if (s->nconns > s->cfg->max_connections) {
         g_metrics.connections_refused++;
@@ -766,4 +839,22 @@ void conn_accept(server *s, uv_stream_t *listener) {
         return;
     }
     update_reading(c);
+}
+
+void conn_accept(server *s, uv_stream_t *listener) {
+    conn *c = create(s, &tcp_io);
+    if (uv_accept(listener, (uv_stream_t *)&c->_tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->_tcp, 1);
+    format_peer(c);
+    start(c);
+}
+
+conn *conn_new(server *s, const conn_io *io, const char *peer) {
+    conn *c = create(s, io);
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    start(c);
+    return c;
 }

@@ -32,6 +32,14 @@
  * freed once all three close_cbs have run and no async operation (file
  * open/write, store job) still refers to it (_busy == 0). Everything here
  * runs on the loop thread.
+ *
+ * Transport: the state machine reaches the socket only through a conn_io
+ * (start/stop reading, write, shutdown). The server's is TCP (conn_accept);
+ * the HTTP fuzz target (test/fuzz/fuzz_http.c) plugs in one that keeps
+ * writes in memory and hands input in with conn_feed(), so every byte takes
+ * the same path (input buffer, llhttp, routes, upload, store) as on a
+ * socket. _tcp is still initialised then (never connected) so that closing
+ * is the same on both.
  */
 #ifndef COLLECTOR_CONN_H
 #define COLLECTOR_CONN_H
@@ -43,6 +51,22 @@
 #include <uv.h>
 
 struct server;
+struct conn;
+
+/*
+ * The transport under a conn. Each op has the contract of the libuv call it
+ * stands for: write borrows bufs' bytes (not the array) until cb, and cb
+ * runs later, never from inside write; shutdown likewise. read_start means
+ * "deliver input": the TCP transport calls uv_read_start; others call
+ * conn_feed() / conn_feed_end() while c->flags has CONN_F_READING.
+ */
+typedef struct conn_io {
+    int (*read_start)(struct conn *c);
+    void (*read_stop)(struct conn *c);
+    int (*write)(struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
+                 uv_write_cb cb);
+    int (*shutdown)(struct conn *c, uv_shutdown_t *req, uv_shutdown_cb cb);
+} conn_io;
 
 typedef enum conn_state {
     CONN_S_HEAD,
@@ -80,6 +104,7 @@ enum {
     HDR_AUTHORIZATION,
     HDR_CONTENT_ENCODING,
     HDR_EXPECT,
+    HDR_TRANSFER_ENCODING,
 };
 
 #define CONN_URL_MAX 2048
@@ -113,7 +138,10 @@ typedef struct conn_request {
     char expect[64];
     size_t expect_len;
     int expect_seen;
-    int hval_overflow; /* encoding or expect overflowed */
+    char te[64]; /* Transfer-Encoding, repeated headers joined by "," */
+    size_t te_len;
+    int te_seen;
+    int hval_overflow; /* encoding, expect or te overflowed */
 
     int fail_status;
     const char *fail_reason; /* static string, or fail_buf */
@@ -136,6 +164,7 @@ typedef struct conn {
     upload up;
 
     /* private */
+    const conn_io *_io;
     struct conn *_next, *_prev;
     uv_tcp_t _tcp;
     uv_timer_t _io_timer;
@@ -160,6 +189,26 @@ typedef struct conn {
 
 /* Accepts one pending connection from the server's listener. */
 void conn_accept(struct server *s, uv_stream_t *listener);
+
+/*
+ * Creates a connection over another transport (peer is a label for the log)
+ * and starts it as conn_accept would: linked into the server, refused with
+ * 503 past PGOF_MAX_CONNECTIONS, else reading. The server owns it; it is
+ * freed after it closes, so a caller may touch it only while it is open
+ * (s->nconns counts it).
+ */
+conn *conn_new(struct server *s, const conn_io *io, const char *peer);
+
+/*
+ * Hands input to c as one read of a socket would: copies as much of data as
+ * the input buffer takes and parses it. Returns the bytes taken (0: the
+ * buffer is full, and c is closed as libuv does on UV_ENOBUFS). Only while
+ * c->flags has CONN_F_READING.
+ */
+size_t conn_feed(conn *c, const char *data, size_t len);
+
+/* The read side ended: err is UV_EOF or another negative code. */
+void conn_feed_end(conn *c, int err);
 
 /* Closes c at once (no answer). Safe to call twice and in any state. */
 void conn_close(conn *c);

@@ -77,6 +77,17 @@ int routes_headers(conn *c) {
         return refuse(c, 414, "request target too long", NULL);
     if (c->_parser.http_major != 1)
         return refuse(c, 505, "only HTTP/1.0 and HTTP/1.1 are supported", NULL);
+    /* Framing we and a proxy in front could read differently (RFC 9112
+     * 6.1): llhttp already refuses Content-Length with Transfer-Encoding and
+     * a Transfer-Encoding whose last coding is not chunked; we also refuse
+     * any other coding (we would store it undecoded) and Transfer-Encoding
+     * in HTTP/1.0, which a 1.0 intermediary does not understand. */
+    if (r->te_seen) {
+        if (c->_parser.http_minor == 0)
+            return refuse(c, 400, "bad request: Transfer-Encoding in an HTTP/1.0 request", NULL);
+        if (r->hval_overflow || !is_token(r->te, r->te_len, "chunked"))
+            return refuse(c, 501, "unsupported Transfer-Encoding (only chunked)", NULL);
+    }
 
 #define PATH_IS(lit) (plen == sizeof(lit) - 1 && memcmp(url, lit, plen) == 0)
     int m = r->method;
@@ -151,6 +162,16 @@ int routes_headers(conn *c) {
 
 /* ---- submit -------------------------------------------------------------- */
 
+/* The answer to a failed file operation on an upload: a full disk is 507,
+ * running out of descriptors or memory is overload (503, try again), the
+ * rest is ours (500). */
+static void storage_error(conn *c, int rc, const char *why) {
+    if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOMEM)
+        conn_send_error(c, 503, why, "Retry-After: 1\r\n");
+    else
+        conn_send_error(c, util_disk_full(rc) ? 507 : 500, why, NULL);
+}
+
 static void on_upload_open(upload *u, int status) {
     conn *c = u->data;
     if (c->state == CONN_S_CLOSED || status == UV_ECANCELED) {
@@ -163,7 +184,7 @@ static void on_upload_open(upload *u, int status) {
         LOG(LOG_ERROR, "conn=%llu creating a temporary file in %s: %s", (unsigned long long)c->id,
             c->server->cfg->directory, uv_strerror(status));
         metrics_count_reject(REJECT_STORAGE);
-        conn_send_error(c, util_disk_full(status) ? 507 : 500, why, NULL);
+        storage_error(c, status, why);
         conn_release(c);
         return;
     }
@@ -177,8 +198,10 @@ static void on_upload_open(upload *u, int status) {
 void routes_open_upload(conn *c) {
     int rc = upload_open(&c->up, c->server->cfg->directory, c->id, on_upload_open);
     if (rc != 0) {
+        char why[128];
+        snprintf(why, sizeof why, "cannot store the upload: %s", uv_strerror(rc));
         metrics_count_reject(REJECT_STORAGE);
-        conn_send_error(c, 500, "cannot store the upload", NULL);
+        storage_error(c, rc, why);
         return;
     }
     conn_hold(c);
