@@ -2,12 +2,14 @@
  * main.c: pgof-collector's entry point.
  *
  * Reads the configuration from the environment, prepares the profile
- * directory, loads both key files, starts the server and runs the loop
+ * directory (and sweeps leftover temporary files from it), loads both key
+ * files, starts the server and runs the loop
  * until a graceful shutdown has finished. Any problem before the loop runs
  * is reported as one line naming the variable and the cause, with exit
  * status 1. Blocking here is fine: nothing is served yet.
  */
 #include "collector/config.h"
+#include "collector/disk.h"
 #include "collector/keys.h"
 #include "collector/log.h"
 #include "collector/server.h"
@@ -94,6 +96,14 @@ int main(void) {
         keys_free(submit);
         return 1;
     }
+    /* Leftover temporary files (a previous run was killed) go now, before
+     * anything is served: later, uploads of this process are streaming into
+     * files with the same prefix. */
+    int swept = disk_sweep_temps(cfg.directory, err, sizeof err);
+    if (swept < 0)
+        LOG(LOG_WARN, "store: %s", err);
+    else if (swept > 0)
+        LOG(LOG_INFO, "store: removed %d leftover temporary file(s)", swept);
     /* A test seam, documented in docs/configuration.md: die at one step of
      * a combine, to prove the journal. */
     const char *crash = getenv("PGOF_TEST_CRASH_AT_STEP");

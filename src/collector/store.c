@@ -224,11 +224,10 @@ static void load_work(store *st, store_op *op) {
         st->_needs_load = 1;
         return;
     }
-    rc = disk_sweep_temps(st->dir, err, sizeof err);
-    if (rc < 0)
-        op_log(op, 'E', "store: %s", err);
-    else if (rc > 0)
-        op_log(op, 'I', "store: removed %d leftover temporary file(s)", rc);
+    /* No temporary-file sweep here: main() sweeps once before the listener
+     * opens. A load runs while uploads stream in (at start-up, and again
+     * after a failed commit), and sweeping then would delete their files
+     * under them (their commit would fail with ENOENT). */
     rc = disk_replay_journal(st->dir, err, sizeof err);
     if (rc != 0)
         op_log(op, rc > 0 ? 'I' : 'E', "store: %s", err);

@@ -10,8 +10,9 @@
  * after_work_cb), so the merger needs no lock and the directory and the
  * aggregate always describe the same set of profiles. The operations:
  *
- *   load     at start-up: sweep temporary files, replay a combine journal,
- *            decode every stored file into the merger, quarantine the bad.
+ *   load     at start-up: replay a combine journal, decode every stored
+ *            file into the merger, quarantine the bad. (Temporary files are
+ *            swept by main() before the listener opens, never here.)
  *   commit   add one validated submission to the merger, then rename its
  *            temporary file into place (durably). Commits queued back to
  *            back run as one group commit: every rename, then one
