@@ -167,6 +167,7 @@ int server_init(server *s, uv_loop_t *loop, const config *cfg, keyset *submit_ke
     s->loop = loop;
     s->cfg = cfg;
     s->limits.max_inflated = cfg->max_profile_bytes;
+    s->limits.max_memory = cfg->max_profile_memory;
     s->submit_keys = submit_keys;
     s->merge_keys = merge_keys;
     s->store = store_new(loop, cfg->directory, &s->limits);
