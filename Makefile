@@ -230,7 +230,7 @@ bench-engine: $(LIBPPROF) $(PPROF_DUMP)
 
 # The collector against its peers (issue 9, docs/performance.md): submit
 # throughput, merge latency, start-up, loop responsiveness, memory, offline
-# merge. Loopback only, about 10 minutes once the profiles are cached in
+# merge. Loopback only, about 5 minutes once the profiles are cached in
 # build/bench/ (the first run generates them). BENCH_ARGS passes options,
 # e.g. BENCH_ARGS='--sections submit --runs 3'.
 BENCH_ARGS ?=

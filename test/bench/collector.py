@@ -3,7 +3,7 @@
 
     test/bench/collector.py [--sections submit,merge,...] [--runs N] [--quick]
 
-Loopback only, bounded in time (about 10 minutes with the defaults, once the
+Loopback only, bounded in time (about 4 minutes with the defaults, once the
 profiles are cached). Each section starts fresh servers on free ports with
 their own data directories under build/bench/run/ (removed at the end) and
 prints a Markdown table; everything also goes to build/bench/collector.md and
