@@ -307,8 +307,16 @@ endef
 setup:
 	$(call install_pkgs,$(BUILD_PKGS))
 
-setup-test: setup
+setup-test: setup setup-go123
 	$(call install_pkgs,$(TEST_PKGS))
+
+# Go 1.23 for the PGO tests (test/pgo): PGO needs Go 1.21+, bookworm's
+# golang-go is 1.19. Installed from bookworm-backports through a temporary
+# sources list, without touching the machine's apt configuration; without
+# root or network the PGO tests skip and say why.
+setup-go123:
+	@sh test/pgo/setup-go123.sh
+.PHONY: setup-go123
 
 # make bench: load generator, timers, the Go reference server's google/pprof.
 BENCH_PKGS := wrk hyperfine time golang-go golang-github-google-pprof-dev

@@ -145,9 +145,10 @@ static int copy_mappings(pprof_profile *p, const pprof_merger *m)
     return 0;
 }
 
-/* Adds location li of m to p with the given mapping/address; its index out. */
+/* Adds location li of m to p with the given mapping/address (and, with
+ * zero_leaf, line 0 for its innermost frame); its index out. */
 static int add_location(pprof_profile *p, const pprof_merger *m, uint32_t li, bool keep_mapping,
-                        uint64_t address, uint32_t *out)
+                        uint64_t address, bool zero_leaf, uint32_t *out)
 {
     const pprof__mloc *ml = &PPROF__AT(m->locations, pprof__mloc, li);
     pprof__location *l;
@@ -178,7 +179,7 @@ static int add_location(pprof_profile *p, const pprof_merger *m, uint32_t li, bo
         memset(d, 0, sizeof(*d));
         d->function = src->function;
         d->function_id = (uint64_t)src->function + 1;
-        d->line = src->line;
+        d->line = zero_leaf && j == 0 ? 0 : src->line;
     }
     *out = (uint32_t)(p->locations.n - 1);
     return 0;
@@ -252,7 +253,7 @@ static int build_copy(pprof_profile *p, const pprof_merger *m, bool labels)
     for (li = 0; li < m->locations.n; li++) {
         uint32_t idx;
         if ((rc = add_location(p, m, li, true, PPROF__AT(m->locations, pprof__mloc, li).address,
-                               &idx)))
+                               false, &idx)))
             return rc;
     }
     for (i = 0; i < m->samples.n; i++) {
@@ -266,38 +267,83 @@ static int build_copy(pprof_profile *p, const pprof_merger *m, bool labels)
     return 0;
 }
 
-/* The PGO shape: two innermost locations per sample, synthetic addresses. */
+/* Whether location li has a frame of function name `name` (a string id),
+ * from frame `from` on. */
+static bool has_name(const pprof_merger *m, uint32_t li, uint32_t from, uint32_t name)
+{
+    const pprof__mloc *l = &PPROF__AT(m->locations, pprof__mloc, li);
+    uint32_t j;
+
+    for (j = from; j < l->nline; j++) {
+        const pprof__mline *ln = &PPROF__AT(m->mlines, pprof__mline, l->line_off + j);
+        if (PPROF__AT(m->functions, pprof__mfunc, ln->function).name == name)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Whether the leaf's innermost line may become 0: the compiler reads a
+ * line only from callers (the call site), and the innermost frame of the
+ * leaf calls nothing. Its line only tells its node apart from the other
+ * nodes of the same sample, which have the same address; so it may go
+ * unless another frame of the same name shares that address.
+ */
+static bool leaf_line_free(const pprof_merger *m, const uint32_t *stack, uint32_t n,
+                           bool same_address)
+{
+    const pprof__mloc *leaf = &PPROF__AT(m->locations, pprof__mloc, stack[0]);
+    uint32_t name;
+
+    if (leaf->nline == 0)
+        return false;
+    name = PPROF__AT(m->functions, pprof__mfunc,
+                     PPROF__AT(m->mlines, pprof__mline, leaf->line_off).function)
+               .name;
+    if (has_name(m, stack[0], 1, name))
+        return false;
+    return !(n == 2 && same_address && has_name(m, stack[1], 0, name));
+}
+
+/* The PGO shape: two innermost locations per sample, synthetic addresses,
+ * the leaf's innermost line dropped where that changes no node equality. */
 static int build_pgo(pprof_profile *p, const pprof_merger *m)
 {
-    /* memo[2 * li + slot]: the shaped location for (m location, address
-     * slot), created on first use. */
+    /* memo[3 * li + v]: the shaped location for (m location, variant),
+     * created on first use. Variants: 0 address 1, 1 address 1 with the
+     * innermost line 0 (leaves), 2 address 2 (callers). */
     uint32_t *memo = NULL;
     size_t i;
     int rc = 0;
 
-    if (m->locations.n > (SIZE_MAX / sizeof(uint32_t)) / 2)
+    if (m->locations.n > (SIZE_MAX / sizeof(uint32_t)) / 3 - 1)
         return PPROF_ENOMEM;
-    memo = pprof__malloc(2 * m->locations.n * sizeof(uint32_t) + 1);
+    memo = pprof__malloc(3 * m->locations.n * sizeof(uint32_t) + 1);
     if (!memo)
         return PPROF_ENOMEM;
-    memset(memo, 0xff, 2 * m->locations.n * sizeof(uint32_t));
+    memset(memo, 0xff, 3 * m->locations.n * sizeof(uint32_t));
     for (i = 0; i < m->samples.n && !rc; i++) {
         const pprof__msample *ms = &PPROF__AT(m->samples, pprof__msample, i);
         const uint32_t *stack = PPROF__SLICE(m->stacks, const uint32_t, ms->stack_off);
         uint32_t locs[2], n = ms->nloc < 2 ? ms->nloc : 2, j;
+        bool same;
 
         if (!is_live(m, i))
             continue;
+        /* The caller shares the leaf's address when the two addresses were
+         * equal, so the compiler's node equality is unchanged. */
+        same = n == 2 && PPROF__AT(m->locations, pprof__mloc, stack[1]).address ==
+                             PPROF__AT(m->locations, pprof__mloc, stack[0]).address;
         for (j = 0; j < n && !rc; j++) {
-            uint32_t li = stack[j], slot = j;
-            /* The caller shares the leaf's address slot when the addresses
-             * were equal, so the compiler's node equality is unchanged. */
-            if (j == 1 && PPROF__AT(m->locations, pprof__mloc, stack[1]).address ==
-                              PPROF__AT(m->locations, pprof__mloc, stack[0]).address)
-                slot = 0;
-            if (memo[2 * (size_t)li + slot] == PPROF__NONE)
-                rc = add_location(p, m, li, false, slot + 1, &memo[2 * (size_t)li + slot]);
-            locs[j] = memo[2 * (size_t)li + slot];
+            uint32_t li = stack[j], v;
+            if (j == 0)
+                v = leaf_line_free(m, stack, n, same) ? 1 : 0;
+            else
+                v = same ? 0 : 2;
+            if (memo[3 * (size_t)li + v] == PPROF__NONE)
+                rc = add_location(p, m, li, false, v == 2 ? 2 : 1, v == 1,
+                                  &memo[3 * (size_t)li + v]);
+            locs[j] = memo[3 * (size_t)li + v];
         }
         if (!rc)
             rc = add_sample(p, m, i, locs, n, false);

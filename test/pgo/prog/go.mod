@@ -1,0 +1,3 @@
+module pgofleet.test/pgoprog
+
+go 1.21
