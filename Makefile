@@ -4,6 +4,8 @@
 #   make run        build and start a development collector on 127.0.0.1:8080
 #   make test       unit tests (plain and ASan+UBSan), integration tests, short fuzz
 #   make fuzz       run the fuzz targets for FUZZ_SECONDS each
+#   make stress     the long stress run with a ledger (STRESS_SECONDS, default 180)
+#   make memcheck   the collector under valgrind through a short workload
 #   make proto      regenerate src/pprof/gen from proto/ with nanopb's generator
 #   make setup      install missing Debian packages (as root) or print the apt-get line
 #   make docker-rootfs-check  run the image's runtime stage in a debootstrapped root
@@ -261,6 +263,20 @@ fuzz-build: $(FUZZ_BINS)
 
 fuzz: setup-test fuzz-build
 	$(PYTHON) test/run.py --fuzz-only --fuzz-seconds $(FUZZ_SECONDS)
+
+# ---- reliability (issue 5, docs/reliability.md) ---------------------------
+# stress: the long stress run with its ledger (the short one is in make
+# test); memcheck: the plain collector under valgrind through a short
+# workload (valgrind and ASan do not mix, so always build/pgof-collector).
+STRESS_SECONDS ?= 180
+STRESS_CLIENTS ?= 48
+stress: setup-test
+	@$(MAKE) --no-print-directory all
+	$(PYTHON) test/stress/stress.py --seconds $(STRESS_SECONDS) --clients $(STRESS_CLIENTS)
+
+memcheck: setup-test
+	@$(MAKE) --no-print-directory SANITIZER= all
+	$(PYTHON) test/reliability/memcheck.py build/pgof-collector
 
 # ---- top-level workflows --------------------------------------------------
 # A development collector: keys under ./dev/ (made once, never overwritten),
