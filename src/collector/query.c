@@ -207,7 +207,7 @@ static uint64_t answer_key(const char *canon, const char *dir, const disk_file *
     return h ? h : 1;
 }
 
-static void fail(query_job *j, int status, const char *fmt, const char *arg)
+static void job_fail(query_job *j, int status, const char *fmt, const char *arg)
 {
     j->status = status;
     snprintf(j->reason, sizeof j->reason, fmt, arg);
@@ -228,7 +228,7 @@ void query_work(query_worker *w, query_job *j, const char *dir, const pprof_limi
     j->data = NULL;
     j->len = 0;
     if (nfiles == 0 || pprof_merger_profiles(aggregate) == 0) {
-        fail(j, 404, "%s", "no profiles stored yet");
+        job_fail(j, 404, "%s", "no profiles stored yet");
         return;
     }
     j->key = answer_key(canon, dir, files, nfiles, o, now_ms, &covered);
@@ -245,7 +245,7 @@ void query_work(query_worker *w, query_job *j, const char *dir, const pprof_limi
                                       (o->strip_labels ? PPROF_RESHAPE_STRIP_LABELS : 0),
                                   &m, &perr);
         if (rc != 0) {
-            fail(j, rc == PPROF_ENOMEM ? 503 : 500, "cannot reshape the merged profile: %s",
+            job_fail(j, rc == PPROF_ENOMEM ? 503 : 500, "cannot reshape the merged profile: %s",
                  perr.msg);
             return;
         }
@@ -268,13 +268,14 @@ void query_work(query_worker *w, query_job *j, const char *dir, const pprof_limi
         rc = mergeopts_merge(o, &in, now_ms, &m, &selected, &bad, why, sizeof why);
         free(names);
         if (rc != 0) {
-            fail(j, rc == PPROF_ENOMEM ? 503 : 500, "cannot merge the stored profiles: %s", why);
+            job_fail(j, rc == PPROF_ENOMEM ? 503 : 500, "cannot merge the stored profiles: %s",
+                     why);
             return;
         }
         if (m == NULL) {
             char d[32];
             mergeopts_format_duration(o->since_ms, d, sizeof d);
-            fail(j, 404, "no profiles stored within the last %s", d);
+            job_fail(j, 404, "no profiles stored within the last %s", d);
             return;
         }
         j->nfiles = selected;
@@ -282,7 +283,8 @@ void query_work(query_worker *w, query_job *j, const char *dir, const pprof_limi
     rc = pprof_merger_encode(m, &j->data, &j->len, &perr);
     pprof_merger_free(m);
     if (rc != 0) {
-        fail(j, rc == PPROF_ENOMEM ? 503 : 500, "cannot encode the merged profile: %s", perr.msg);
+        job_fail(j, rc == PPROF_ENOMEM ? 503 : 500, "cannot encode the merged profile: %s",
+                 perr.msg);
         return;
     }
     j->status = 200;

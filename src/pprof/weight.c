@@ -73,8 +73,8 @@ int pprof_profile_total(const pprof_profile *p, int64_t *total, pprof_error *err
     if (p->sample_types.n == 0)
         return 0;
     if (!column_total(p, k, &sum))
-        return pprof__fail(err, PPROF_EINVALID,
-                           "cannot weigh the profile: a value is negative or the total passes 2^63");
+        return pprof__fail(err, PPROF_EINVALID, "cannot weigh the profile: a value is negative "
+                                                "or the total passes 2^63");
     *total = (int64_t)sum;
     return 0;
 }
