@@ -9,6 +9,8 @@
  * incompatible refusal are both exercised), merged a second time (the
  * hash-consed "already seen" paths), encoded, and the encoding decoded again:
  * our own output must always be a valid profile with the same sample count.
+ * The aggregate is then reshaped (shape=pgo, strip_labels) and the input
+ * weighted (weight=equal), whose outputs must be valid too (issue 10).
  * Any crash, leak, sanitizer report or broken round trip is a finding.
  * Seed corpus: test/fuzz/corpus/pprof (the real fixtures, raw and gzip).
  */
@@ -62,6 +64,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (pprof_merger_samples(m) > (uint64_t)1 << 32)
         abort();
+    for (unsigned flags = PPROF_RESHAPE_STRIP_LABELS; flags <= PPROF_RESHAPE_PGO; flags++) {
+        pprof_merger *r = NULL;
+        pprof_profile *rp = NULL;
+        uint8_t *rout = NULL;
+        size_t rlen = 0;
+        if (pprof_merger_reshape(m, flags, &r, &err) != 0 ||
+            pprof_merger_encode(r, &rout, &rlen, &err) != 0 ||
+            pprof_decode_mem(rout, rlen, NULL, &rp, &err) != 0)
+            abort(); /* a valid aggregate always reshapes into a valid profile */
+        pprof_profile_free(rp);
+        free(rout);
+        pprof_merger_free(r);
+    }
+    {
+        int64_t total = 0;
+        /* Refused (negative values, overflow) or scaled to exactly 2x. */
+        if (pprof_profile_total(again, &total, &err) == 0 && total > 0 &&
+            total < INT64_MAX / 4 && pprof_profile_scale(again, 2 * total, &err) == 0) {
+            int64_t after = 0;
+            if (pprof_profile_total(again, &after, &err) != 0 || after != 2 * total)
+                abort();
+        }
+    }
     pprof_profile_free(again);
     free(out);
     pprof_merger_free(m);
