@@ -464,7 +464,10 @@ static int intern_sample(pprof_merger *m, const uint32_t *stack, uint32_t nloc,
     uint32_t found, j;
     int rc;
 
-    for (j = 0; j < nloc; j++)
+    /* Two location ids per round: half the serial multiply chain. */
+    for (j = 0; j + 1 < nloc; j += 2)
+        h = pprof__hash_mix(h, (uint64_t)stack[j] | (uint64_t)stack[j + 1] << 32);
+    if (j < nloc)
         h = pprof__hash_mix(h, stack[j]);
     for (j = 0; j < nlabel; j++)
         h = pprof__hash_bytes(&lab[j], sizeof(*lab), h);
@@ -510,6 +513,7 @@ static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__samp
                       uint32_t *out)
 {
     const uint64_t *locs = PPROF__SLICE(p->locids, const uint64_t, s->loc_off);
+    const uint32_t *memo = m->s_loc.p;
     uint32_t *stack, j;
     int rc;
 
@@ -517,9 +521,16 @@ static int map_sample(pprof_merger *m, const pprof_profile *p, const pprof__samp
     if ((rc = pprof__vec_grow(&m->s_stack, sizeof(uint32_t), s->nloc, &m->budget)))
         return rc;
     stack = m->s_stack.p;
-    for (j = 0; j < s->nloc; j++)
-        if ((rc = map_location(m, p, (uint32_t)locs[j], &stack[j])))
+    for (j = 0; j < s->nloc; j++) {
+        /* Most frames were mapped by an earlier sample of this profile. */
+        uint32_t li = (uint32_t)locs[j];
+        if (memo[li] != PPROF__NONE) {
+            stack[j] = memo[li];
+            continue;
+        }
+        if ((rc = map_location(m, p, li, &stack[j])))
             return rc;
+    }
     if ((rc = map_labels(m, p, s)))
         return rc;
     return intern_sample(m, stack, s->nloc, m->s_lab.p, (uint32_t)m->s_lab.n, out);
