@@ -137,13 +137,34 @@ typedef struct sink {
     int fail; /* answer failure */
     uint8_t *last;
     size_t last_len;
+    int nonempty; /* submissions holding at least one sample */
+    int invalid;  /* submissions that did not decode as a CPU profile */
 } sink;
+
+/* Samples in a profile, or -1 when it is not a valid CPU profile. Safe on
+ * the profiler's thread: it reports instead of failing the test there. */
+static int64_t profile_samples(const uint8_t *buf, size_t len)
+{
+    pprof_profile *p = NULL;
+    pprof_summary *sum = NULL;
+    int64_t n = -1;
+
+    if (pprof_decode_mem(buf, len, NULL, &p, NULL) == 0 && pprof_check_cpu(p, NULL) == 0 &&
+        pprof_summarize(p, &sum, NULL) == 0)
+        n = sum->totals[0];
+    pprof_summary_free(sum);
+    pprof_profile_free(p);
+    return n;
+}
 
 static int on_submit(void *ctx, const uint8_t *data, size_t len, char *errbuf, size_t errlen)
 {
     sink *s = ctx;
+    int64_t samples = profile_samples(data, len);
     pthread_mutex_lock(&s->lock);
     s->calls++;
+    s->nonempty += samples > 0;
+    s->invalid += samples < 0;
     free(s->last);
     s->last = malloc(len);
     memcpy(s->last, data, len);
@@ -379,7 +400,7 @@ static void test_host_owns_sigprof(void **state)
     pgof_error err = {0, ""};
     uint8_t *buf;
     size_t len;
-    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0};
+    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0, 0, 0};
     (void)state;
 
     memset(&sa, 0, sizeof(sa));
@@ -416,7 +437,7 @@ static void test_host_owns_sigprof(void **state)
 
 static void test_enable_cycles(void **state)
 {
-    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0};
+    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0, 0, 0};
     errlog e = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
     pgof_endpoint *ep;
     pgof_error err = {0, ""};
@@ -445,7 +466,10 @@ static void test_enable_cycles(void **state)
         }
     }
     burners_join(b, 1);
-    assert_true(decode(s.last, s.last_len).samples > 0);
+    /* Every window was a valid profile; a 60 ms window on a loaded machine
+     * may catch the burner off the CPU, so not each one need hold samples. */
+    assert_int_equal(s.invalid, 0);
+    assert_true(s.nonempty > 0);
     assert_int_equal(errlog_calls(&e), 0);
     /* Enable twice in a row: the first is disabled by the second. */
     assert_int_equal(pgof_enable(100000, 50, ep, &err), 0);
@@ -460,7 +484,7 @@ static void test_enable_cycles(void **state)
 
 static void test_disable_during_profile(void **state)
 {
-    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0};
+    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0, 0, 0};
     pgof_endpoint *ep;
     pgof_error err = {0, ""};
     uint8_t *buf;
@@ -488,7 +512,7 @@ static void test_disable_during_profile(void **state)
 
 static void test_failing_endpoint(void **state)
 {
-    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 1, NULL, 0};
+    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 1, NULL, 0, 0, 0};
     errlog e = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
     pgof_endpoint *ep;
     pgof_error err = {0, ""};
@@ -525,7 +549,7 @@ static void test_failing_endpoint(void **state)
 
 static void test_fork_during_profile(void **state)
 {
-    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0};
+    sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0, 0, 0};
     pgof_endpoint *ep;
     pgof_error err = {0, ""};
     burner b[1];
