@@ -443,6 +443,7 @@ static void expire_work(store *st, store_op *op) {
 static void op_work(uv_work_t *w) {
     store_op *op = container_of(w, store_op, work);
     store *st = op->st;
+    util_pool_thread_init();
     if (st->_needs_load || op->kind == OP_LOAD) {
         load_work(st, op);
         op->reloaded = 1;
@@ -656,6 +657,7 @@ static void submit_work(uv_work_t *w) {
     unsigned char magic[2] = {0, 0};
     char err[256];
     int rc;
+    util_pool_thread_init();
     if (lseek(j->fd, 0, SEEK_SET) < 0 || pread(j->fd, magic, 2, 0) < 0) {
         j->status = 500;
         j->reject = REJECT_STORAGE;

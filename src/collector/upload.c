@@ -24,6 +24,7 @@ typedef struct discard_job {
  * tell anyone; the start-up sweep catches what is left). */
 static void discard_work(uv_work_t *w) {
     discard_job *j = container_of(w, discard_job, work);
+    util_pool_thread_init();
     if (j->fd >= 0)
         close(j->fd);
     if (j->path != NULL)

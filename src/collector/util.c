@@ -1,5 +1,6 @@
 /*
- * util.c: allocation wrappers that abort on exhaustion, and the clock.
+ * util.c: allocation wrappers that abort on exhaustion, the clock, and the
+ * threadpool threads' scheduling priority.
  */
 #include "collector/util.h"
 
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,4 +56,32 @@ uint64_t util_now_ms(void) {
 
 int util_disk_full(int rc) {
     return rc == -ENOSPC || rc == -EDQUOT;
+}
+
+/*
+ * The loop thread must answer within milliseconds while the pool threads
+ * decode, merge and fsync at full rate. On 2 cores with 4 pool threads,
+ * a loop thread that wakes waits for a time slice behind them; a nice
+ * value 10 above the process's lets the scheduler run it first. The pool
+ * still gets all the CPU the loop leaves (docs/performance.md, loop
+ * responsiveness: /healthz p99 13.2 -> 8.0 ms, submits/s unchanged).
+ * libuv's own fs requests run on the same threads, so a thread runs them
+ * at normal priority only until it first runs one of our jobs.
+ */
+#define POOL_NICE_DELTA 10
+
+void util_pool_thread_init(void) {
+    static __thread int done;
+    if (done)
+        return;
+    done = 1;
+    pid_t tid = gettid();
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (nice == -1 && errno != 0)
+        return;
+    nice = nice + POOL_NICE_DELTA > 19 ? 19 : nice + POOL_NICE_DELTA;
+    /* Raising one's own nice value needs no privilege; a failure only
+     * leaves the thread where it was. */
+    (void)setpriority(PRIO_PROCESS, (id_t)tid, nice);
 }

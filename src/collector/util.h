@@ -30,4 +30,12 @@ int util_disk_full(int rc);
 /* Milliseconds since the Unix epoch, from the wall clock. */
 uint64_t util_now_ms(void);
 
+/*
+ * Runs on a threadpool thread, first thing in every work_cb of ours: the
+ * first call on a thread lowers its scheduling priority (nice +10 relative
+ * to the process), so the loop thread is scheduled ahead of the pool.
+ * Later calls return at once (a thread-local flag).
+ */
+void util_pool_thread_init(void);
+
 #endif /* COLLECTOR_UTIL_H */
