@@ -454,6 +454,30 @@ static void talloc_remove(void)
             fail_msg("message \"%s\" lacks \"%s\"", (err).msg, (needle));      \
     } while (0)
 
+/* Encodes m and decodes the result (returns owned). */
+static pprof_profile *roundtrip(const pprof_merger *m)
+{
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+    uint8_t *buf;
+    size_t len;
+
+    if (pprof_merger_encode(m, &buf, &len, &err))
+        fail_msg("encode: %s", err.msg);
+    if (pprof_decode_mem(buf, len, NULL, &p, &err))
+        fail_msg("decode of our output: %s", err.msg);
+    pprof__free(buf);
+    return p;
+}
+
+/* Adds p to m, failing the test with the engine's reason if it refuses. */
+static void add_ok(pprof_merger *m, const pprof_profile *p)
+{
+    pprof_error err = {0, ""};
+    if (pprof_merger_add(m, p, &err))
+        fail_msg("add: %s", err.msg);
+}
+
 /* Each test binary gets a timeout. */
 static void test_timeout(unsigned seconds)
 {

@@ -22,28 +22,6 @@ static const char *const go123_fixtures[] = {
 };
 #define N_GO123 (sizeof(go123_fixtures) / sizeof(go123_fixtures[0]))
 
-static void add_ok(pprof_merger *m, const pprof_profile *p)
-{
-    pprof_error err = {0, ""};
-    if (pprof_merger_add(m, p, &err))
-        fail_msg("add: %s", err.msg);
-}
-
-static pprof_profile *roundtrip(const pprof_merger *m)
-{
-    pprof_profile *p = NULL;
-    pprof_error err = {0, ""};
-    uint8_t *buf;
-    size_t len;
-
-    if (pprof_merger_encode(m, &buf, &len, &err))
-        fail_msg("encode: %s", err.msg);
-    if (pprof_decode_mem(buf, len, NULL, &p, &err))
-        fail_msg("decode of our output: %s", err.msg);
-    pprof__free(buf);
-    return p;
-}
-
 static size_t encoded_size(const pprof_merger *m)
 {
     pprof_error err = {0, ""};
