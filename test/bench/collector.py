@@ -30,7 +30,8 @@ Sections:
            load time from the log, /healthz latency meanwhile.
   loop     /healthz p50/p99/max (one request every 10 ms on a keep-alive
            connection) while wrk submits at full rate and combines
-           (merge?and_combine=true) run back to back.
+           (merge?and_combine=true) run back to back; 3 alternating runs
+           per server, medians.
   memory   RSS idle, after loading 10,000, peak (VmHWM, reset through
            /proc/PID/clear_refs) during a merge and a combine.
   offline  build/pgof merge vs go tool pprof -proto on 1,000 files:
@@ -475,65 +476,78 @@ def section_startup(args, pool):
     results["startup"] = row
 
 
+def loop_run(args, pool, kind):
+    """One loop-responsiveness run against a fresh server of kind."""
+    d = make_store(pool, args.loop_stored, f"loop-{kind}")
+    srv = Server(kind, d)
+    lat, combines, stop = [], [], threading.Event()
+    try:
+        srv.wait_healthy()
+        if kind == "ours":
+            srv.wait_loaded()
+        wrk_result = {}
+        wt = threading.Thread(target=lambda: wrk_result.update(run_wrk(srv, args.duration)))
+
+        def combiner():
+            c = connect(srv)
+            while not stop.is_set():
+                st, _, t = post(c, "/v1/merge?and_combine=true", MERGE_KEY)
+                combines.append((st, t))
+            c.close()
+        ct = threading.Thread(target=combiner)
+        wt.start()
+        time.sleep(0.2)
+        ct.start()
+        c = connect(srv, timeout=30)
+        while wt.is_alive():
+            t0 = time.perf_counter()
+            c.request("GET", "/healthz")
+            c.getresponse().read()
+            lat.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+        stop.set()
+        ct.join()
+        c.close()
+    finally:
+        stop.set()
+        srv.stop()
+    lat.sort()
+    return {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)],
+            "max": lat[-1], "n": len(lat), "rps": wrk_result.get("rps", 0),
+            "combines": sum(1 for s, _ in combines if s == 200),
+            "combine_ms": median([t for s, t in combines if s == 200]) * 1000}
+
+
 def section_loop(args, pool):
     say("## Loop responsiveness")
     say()
-    rows = {}
-    for kind in ("ours", "ref"):
-        d = make_store(pool, args.loop_stored, f"loop-{kind}")
-        srv = Server(kind, d)
-        lat, combines, stop = [], [], threading.Event()
-        try:
-            srv.wait_healthy()
-            if kind == "ours":
-                srv.wait_loaded()
-            wrk_result = {}
-            wt = threading.Thread(target=lambda: wrk_result.update(run_wrk(srv, args.duration)))
-
-            def combiner():
-                c = connect(srv)
-                while not stop.is_set():
-                    st, _, t = post(c, "/v1/merge?and_combine=true", MERGE_KEY)
-                    combines.append((st, t))
-                c.close()
-            ct = threading.Thread(target=combiner)
-            wt.start()
-            time.sleep(0.2)
-            ct.start()
-            c = connect(srv, timeout=30)
-            while wt.is_alive():
-                t0 = time.perf_counter()
-                c.request("GET", "/healthz")
-                c.getresponse().read()
-                lat.append(time.perf_counter() - t0)
-                time.sleep(0.01)
-            stop.set()
-            ct.join()
-            c.close()
-        finally:
-            stop.set()
-            srv.stop()
-        lat.sort()
-        rows[kind] = {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)],
-                      "max": lat[-1], "n": len(lat), "rps": wrk_result.get("rps", 0),
-                      "combines": sum(1 for s, _ in combines if s == 200),
-                      "combine_ms": median([t for s, t in combines if s == 200]) * 1000}
-        log(f"loop {kind}: healthz p99 {rows[kind]['p99'] * 1000:.2f} ms, "
-            f"{rows[kind]['combines']} combines, {rows[kind]['rps']:.0f} submits/s")
+    runs = {"ours": [], "ref": []}
+    for run in range(args.loop_runs):
+        for kind in ("ours", "ref"):
+            r = loop_run(args, pool, kind)
+            runs[kind].append(r)
+            log(f"loop run {run + 1} {kind}: healthz p99 {r['p99'] * 1000:.2f} ms, "
+                f"{r['combines']} combines, {r['rps']:.0f} submits/s")
     say(f"{args.loop_stored:,} profiles stored at the start; wrk -t2 -c32 -d{args.duration}s "
-        "submitting; combines back to back on another connection; /healthz every 10 ms.")
+        "submitting; combines back to back on another connection; /healthz every 10 ms; "
+        f"{args.loop_runs} alternating runs, medians.")
     say()
-    say("| server | /healthz p50 | p99 | max | samples | submits/s meanwhile | combines (median ms) |")
-    say("|---|---|---|---|---|---|---|")
+    say("| server | /healthz p50 | p99 | max | samples | submits/s meanwhile | "
+        "combines (median ms) | p99 per run |")
+    say("|---|---|---|---|---|---|---|---|")
+    rows = {}
     for kind, name in (("ours", "pgof-collector"), ("ref", "Go reference")):
-        r = rows[kind]
+        rs = runs[kind]
+        r = rows[kind] = {k: median([x[k] for x in rs]) for k in rs[0]}
+        per_run = ", ".join(f"{x['p99'] * 1000:.1f}" for x in rs)
         say(f"| {name} | {r['p50'] * 1000:.2f} ms | {r['p99'] * 1000:.2f} ms | "
-            f"{r['max'] * 1000:.2f} ms | {r['n']} | {r['rps']:.0f} | "
-            f"{r['combines']} ({r['combine_ms']:.0f}) |")
+            f"{r['max'] * 1000:.2f} ms | {r['n']:.0f} | {r['rps']:.0f} | "
+            f"{r['combines']:.0f} ({r['combine_ms']:.0f}) | "
+            f"{per_run} |")
     say()
     say("Target: /healthz p99 under 5 ms.")
     say()
-    results["loop"] = rows
+    results["loop"] = {"medians": rows, "runs": runs}
 
 
 def section_memory(args, pool):
@@ -667,11 +681,13 @@ def main():
     args.big = 10000
     args.merge_reps = 9
     args.loop_stored = 1000
+    args.loop_runs = 3
     args.offline_n = 1000
     if args.quick:
         args.runs, args.duration, args.pool = 1, 1, 16
         args.sizes, args.big, args.merge_reps, args.loop_stored, args.offline_n = \
             [10, 40], 40, 3, 20, 20
+        args.loop_runs = 1
     sections = args.sections.split(",")
     pool = prepare(args.pool, args.quick)
     t0 = time.monotonic()
