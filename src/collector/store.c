@@ -21,6 +21,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@ typedef struct store_op {
     char *tmp_path;
     uint64_t tmp_size;
     int placed; /* renamed into place, waiting for the directory fsync */
+    char placed_name[DISK_NAME_MAX]; /* its name in the directory, once placed */
 
     /* merge/combine input: a reference to the cached blob, or NULL */
     store_blob *cached;
@@ -302,6 +304,7 @@ static void commit_one(store *st, store_op *op, store_op *first) {
     }
     files_push(st, name, op->tmp_size);
     op->placed = 1;
+    snprintf(op->placed_name, sizeof op->placed_name, "%s", name);
     op_log(first, 'D', "store: stored %s (%llu bytes)", name, (unsigned long long)op->tmp_size);
 }
 
@@ -322,10 +325,21 @@ static void commit_batch(store *st, store_op *first) {
         return;
     int rc = disk_fsync_dir(st->dir);
     if (rc != 0) {
-        /* The files are in place but maybe not durably: do not promise
-         * anything, and trust only the directory from now on. */
+        /* The files are in place but maybe not durably. Their clients get
+         * an error and will likely retry, so take the files back out: left
+         * in place, the reload below would count each of them, and the
+         * retry again. Then trust only the directory. */
         st->_needs_load = 1;
         op_log(first, 'E', "store: cannot fsync %s: %s", st->dir, uv_strerror(rc));
+        for (store_op *op = first; op != NULL; op = op->batch) {
+            char path[PATH_MAX];
+            if (!op->placed)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", st->dir, op->placed_name);
+            if (unlink(path) != 0)
+                op_log(first, 'E', "store: cannot remove %s after the failed fsync: %s", path,
+                       strerror(errno));
+        }
     }
     for (store_op *op = first; op != NULL; op = op->batch) {
         if (!op->placed)
