@@ -491,6 +491,17 @@ static inline bool buf_varint(const uint8_t **pp, const uint8_t *end, uint64_t *
     const uint8_t *q = *pp;
     uint64_t v = 0;
 
+    /* Keys, lengths and most location ids fit in one or two bytes. */
+    if (q < end && q[0] < 0x80) {
+        *out = q[0];
+        *pp = q + 1;
+        return true;
+    }
+    if (end - q >= 2 && q[1] < 0x80) {
+        *out = (uint64_t)(q[0] & 0x7f) | (uint64_t)q[1] << 7;
+        *pp = q + 2;
+        return true;
+    }
     for (unsigned shift = 0; q < end && shift < 64; shift += 7) {
         uint8_t b = *q++;
         v |= (uint64_t)(b & 0x7f) << shift;
