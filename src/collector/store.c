@@ -191,6 +191,18 @@ static void stats(store *st, store_op *op) {
         op->nbytes += st->_files[i].size;
 }
 
+/*
+ * The limits for files already in the directory. PGOF_MAX_PROFILE_BYTES and
+ * PGOF_MAX_PROFILE_MEMORY (st->lim) bound one submission; a combine's
+ * merged file holds the whole aggregate, which is bigger, and every stored
+ * file was acknowledged. Read with st->lim, a merged file would be
+ * quarantined at the next start-up (and skipped by since/weight merges):
+ * every profile in it lost. The aggregate it came from was in memory, so
+ * reading it back needs no tighter bound. 2^62, not UINT64_MAX, keeps the
+ * decoder's arithmetic on these from overflowing.
+ */
+static const pprof_limits stored_lim = {(uint64_t)1 << 62, (uint64_t)1 << 62};
+
 /* Worker: decodes dir/name into a profile that passes the CPU check. */
 static int decode_file(store *st, const char *name, pprof_profile **out, pprof_error *perr) {
     char path[4096];
@@ -201,7 +213,7 @@ static int decode_file(store *st, const char *name, pprof_profile **out, pprof_e
         snprintf(perr->msg, sizeof perr->msg, "cannot open: %s", strerror(errno));
         return PPROF_EIO;
     }
-    int rc = pprof_decode_fd(fd, &st->lim, out, perr);
+    int rc = pprof_decode_fd(fd, &stored_lim, out, perr);
     close(fd);
     if (rc == 0 && (rc = pprof_check_cpu(*out, perr)) != 0) {
         pprof_profile_free(*out);
@@ -417,7 +429,7 @@ static void merge_work(store *st, store_op *op) {
 static void query_op_work(store *st, store_op *op) {
     double t0 = mono_seconds();
     query_job *j = op->query;
-    query_work(st->_qworker, j, st->dir, &st->lim, st->_merger, st->_files, st->_nfiles,
+    query_work(st->_qworker, j, st->dir, &stored_lim, st->_merger, st->_files, st->_nfiles,
                util_now_ms());
     op->status = j->status;
     snprintf(op->reason, sizeof op->reason, "%s", j->reason);

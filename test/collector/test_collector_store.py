@@ -14,6 +14,7 @@ import pytest
 from collector_helpers import (PROFILES, SANITIZED, Collector, collector,  # noqa: F401
                                fixture, make_collector, profile_stacks, sum_stacks, totals,
                                wait_for)
+from collector_helpers import MERGE_KEY
 
 
 def submit_all(c, names):
@@ -135,6 +136,29 @@ def test_quarantine(make_collector, tmp_path):
     assert c.metric("pgof_quarantined_total") == 3
     st, _, merged = c.merge()
     assert st == 200 and profile_stacks(merged) == profile_stacks(fixture("fib.pb.gz"))
+
+
+def test_combined_file_larger_than_the_submission_limits_survives_restart(make_collector):
+    """PGOF_MAX_PROFILE_BYTES bounds one submission, not the merged file a
+    combine writes: at the next start-up that file was quarantined and every
+    acknowledged profile in it lost (and since/weight merges skipped it)."""
+    # Every fixture inflates to less than 16000 bytes; their sum does not.
+    c = make_collector(env={"PGOF_MAX_PROFILE_BYTES": "16000"})
+    submit_all(c, PROFILES)
+    want = sum_stacks(fixture(n) for n in PROFILES)
+    st, _, merged = c.merge(combine="true")
+    assert st == 200 and profile_stacks(merged) == want
+    assert len(c.stored()) == 1
+    assert c.stop() == 0
+    c.start()
+    assert not os.path.exists(os.path.join(c.dir, "quarantine"))
+    assert len(c.stored()) == 1
+    st, _, merged = c.merge()
+    assert st == 200 and profile_stacks(merged) == want
+    st, _, merged = c.request("POST", "/v1/merge?weight=equal",
+                              headers={"Authorization": f"Bearer {MERGE_KEY}"})
+    assert st == 200, merged
+    assert c.metric("pgof_quarantined_total") == 0
 
 
 def test_temporary_files_are_swept_and_never_count(make_collector, tmp_path):
