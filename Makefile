@@ -1,9 +1,12 @@
 # pgo-fleet build.
 #
-#   make            build build/pgof-collector (and pgof, libpgof when present)
+#   make            build/pgof-collector, build/pgof, build/libpgof.{a,so}
 #   make run        build and start a development collector on 127.0.0.1:8080
 #   make test       unit tests (plain and ASan+UBSan), integration tests, short fuzz
+#   make install    libpgof, its header and pgof.pc under PREFIX (DESTDIR honoured)
 #   make fuzz       run the fuzz targets for FUZZ_SECONDS each
+#   make bench      every benchmark (docs/performance.md); bench-engine,
+#                   bench-collector, bench-embedded run one part each
 #   make stress     the long stress run with a ledger (STRESS_SECONDS, default 180)
 #   make memcheck   the collector under valgrind through a short workload
 #   make proto      regenerate src/pprof/gen from proto/ with nanopb's generator
