@@ -389,9 +389,8 @@ int disk_replay_journal(const char *dir, char *msg, size_t msglen) {
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
-        rc = -errno;
         snprintf(msg, msglen, "cannot open %s: %s", jpath, strerror(errno));
-        return rc;
+        return DISK_EUNSAFE;
     }
     /* The journal is small (one line per input) but may exceed one buffer
      * with very many inputs: read it whole into memory in pieces. */
@@ -402,11 +401,10 @@ int disk_replay_journal(const char *dir, char *msg, size_t msglen) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = -errno;
             snprintf(msg, msglen, "cannot read %s: %s", jpath, strerror(errno));
             close(fd);
             free(text);
-            return rc;
+            return DISK_EUNSAFE;
         }
         if (n == 0)
             break;
@@ -435,7 +433,8 @@ int disk_replay_journal(const char *dir, char *msg, size_t msglen) {
         return UV_EINVAL;
     }
     struct stat st;
-    size_t removed = 0, inputs = 0;
+    size_t removed = 0, inputs = 0, failed = 0;
+    char first_failure[512] = "";
     if (stat(mpath, &st) == 0) {
         /* The combine committed: finish removing its inputs. */
         for (line = nl + 1; *line != '\0'; line = nl + 1) {
@@ -450,10 +449,27 @@ int disk_replay_journal(const char *dir, char *msg, size_t msglen) {
             inputs++;
             if (!disk_is_profile_name(in) || strcmp(in, merged) == 0)
                 continue;
-            if (join(p, sizeof p, dir, in) == 0 && unlink(p) == 0)
+            if (join(p, sizeof p, dir, in) != 0)
+                continue;
+            if (unlink(p) == 0) {
                 removed++;
+            } else if (errno != ENOENT) {
+                if (failed++ == 0)
+                    snprintf(first_failure, sizeof first_failure, "%s: %s", in,
+                             strerror(errno));
+            }
         }
         disk_fsync_dir(dir);
+        if (failed > 0) {
+            /* The input is also inside the merged file: counting both
+             * would count it twice. Keep the journal and say so. */
+            snprintf(msg, msglen,
+                     "cannot finish the interrupted combine into %s: %zu of its inputs cannot be "
+                     "removed (%s); %s kept, merges refused until it can be replayed",
+                     merged, failed, first_failure, DISK_JOURNAL);
+            free(text);
+            return DISK_EUNSAFE;
+        }
         snprintf(msg, msglen,
                  "finished an interrupted combine into %s: removed %zu of its %zu inputs", merged,
                  removed, inputs);

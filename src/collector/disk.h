@@ -55,8 +55,13 @@ int disk_sweep_temps(const char *dir, char *err, size_t errlen);
 /*
  * Finishes or drops an interrupted combine. Returns 0 when there was no
  * journal, 1 when one was replayed (what happened is in msg), or a negative
- * code.
+ * code. DISK_EUNSAFE means the directory cannot be trusted yet: the combine
+ * committed but an input could not be removed (or the journal could not be
+ * read), so loading the directory now would count that input twice; the
+ * journal stays for the next attempt. Other negative codes (an incomplete
+ * journal) leave every profile file as it was, so loading is safe.
  */
+#define DISK_EUNSAFE (-10001)
 int disk_replay_journal(const char *dir, char *msg, size_t msglen);
 
 /* Lists the stored profiles, sorted by name (returns owned *files). */

@@ -113,6 +113,7 @@ struct store {
     size_t _nfiles, _cap;
     uint64_t _counter;
     int _needs_load;
+    char _load_error[512]; /* why the last load failed; "" once one succeeds */
     query_worker *_qworker; /* per-file weight totals */
 };
 
@@ -234,7 +235,8 @@ static void load_work(store *st, store_op *op) {
     st->_files = NULL;
     st->_nfiles = st->_cap = 0;
     if (st->_merger == NULL) {
-        op_log(op, 'E', "store: out of memory creating the aggregate");
+        snprintf(st->_load_error, sizeof st->_load_error, "out of memory creating the aggregate");
+        op_log(op, 'E', "store: %s", st->_load_error);
         st->_needs_load = 1;
         return;
     }
@@ -247,8 +249,13 @@ static void load_work(store *st, store_op *op) {
         op_log(op, rc > 0 ? 'I' : 'E', "store: %s", err);
     disk_file *files = NULL;
     size_t n = 0;
-    if (disk_list_profiles(st->dir, &files, &n, err, sizeof err) != 0) {
-        op_log(op, 'E', "store: %s", err);
+    if (rc == DISK_EUNSAFE ||
+        disk_list_profiles(st->dir, &files, &n, err, sizeof err) != 0) {
+        /* Loading now could count a profile twice or miss some: serve no
+         * merge (503) until a later operation's load succeeds. */
+        snprintf(st->_load_error, sizeof st->_load_error, "%s", err);
+        if (rc != DISK_EUNSAFE)
+            op_log(op, 'E', "store: %s", err);
         st->_needs_load = 1;
         return;
     }
@@ -279,6 +286,7 @@ static void load_work(store *st, store_op *op) {
     }
     free(files);
     st->_needs_load = 0;
+    st->_load_error[0] = '\0';
     op_log(op, 'I', "store: loaded %zu profile(s) from %s (%llu distinct samples)", st->_nfiles,
            st->dir, (unsigned long long)pprof_merger_samples(st->_merger));
 }
@@ -390,6 +398,12 @@ static int encode(store *st, store_op *op) {
 
 static void merge_work(store *st, store_op *op) {
     double t0 = mono_seconds();
+    if (st->_load_error[0] != '\0') {
+        op->status = 503;
+        snprintf(op->reason, sizeof op->reason, "the store is not available: %s",
+                 st->_load_error);
+        return;
+    }
     if (pprof_merger_profiles(st->_merger) == 0) {
         op->status = 404;
         snprintf(op->reason, sizeof op->reason, "no profiles stored yet");
@@ -413,8 +427,15 @@ static void merge_work(store *st, store_op *op) {
                  * restart would, then trust the directory again. */
                 op_log(op, 'E', "store: combine committed but: %s; replaying its journal", err);
                 char msg[512];
-                disk_replay_journal(st->dir, msg, sizeof msg);
-                op_log(op, 'I', "store: %s", msg);
+                if (disk_replay_journal(st->dir, msg, sizeof msg) == DISK_EUNSAFE) {
+                    /* The answer below is right (it is the aggregate), but
+                     * the directory holds an input twice: no reload may
+                     * count it until the journal can be replayed. */
+                    op_log(op, 'E', "store: %s", msg);
+                    st->_needs_load = 1;
+                } else {
+                    op_log(op, 'I', "store: %s", msg);
+                }
             }
             op_log(op, 'I', "store: combined %zu profile file(s) into %s", st->_nfiles, name);
             st->_nfiles = 0;
