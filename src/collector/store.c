@@ -262,8 +262,10 @@ static void load_work(store *st, store_op *op) {
     for (size_t i = 0; i < n; i++) {
         pprof_profile *p = NULL;
         pprof_error perr = {0};
+        int adding = 0;
         rc = decode_file(st, files[i].name, &p, &perr);
         if (rc == 0) {
+            adding = 1;
             rc = pprof_merger_add(st->_merger, p, &perr);
             pprof_profile_free(p);
         }
@@ -271,7 +273,8 @@ static void load_work(store *st, store_op *op) {
             files_push(st, files[i].name, files[i].size);
             continue;
         }
-        if (rc == PPROF_ENOMEM || rc == PPROF_EIO) {
+        /* The aggregate's own table limit is not the file's fault either. */
+        if (rc == PPROF_ENOMEM || rc == PPROF_EIO || (adding && rc == PPROF_ELIMIT)) {
             /* Not the file's fault: leave it, it will be read next time. */
             op_log(op, 'E', "store: skipped %s: %s", files[i].name, perr.msg);
             continue;
@@ -304,7 +307,9 @@ static void commit_one(store *st, store_op *op, store_op *first) {
     pprof_profile_free(op->profile);
     op->profile = NULL;
     if (rc != 0) {
-        op->status = rc == PPROF_ENOMEM ? 503 : 400;
+        /* Out of memory, or the aggregate's tables are full: ours, not the
+         * client's profile, which decoded and validated. */
+        op->status = rc == PPROF_ENOMEM || rc == PPROF_ELIMIT ? 503 : 400;
         op->reject = REJECT_ENGINE_BASE - rc;
         snprintf(op->reason, sizeof op->reason, "%s", perr.msg);
         unlink(op->tmp_path);
