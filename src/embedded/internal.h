@@ -36,10 +36,19 @@ int pgof__fail(pgof_error *err, int code, const char *fmt, ...) PGOF__PRINTF(3, 
 /* Deepest stack recorded; deeper stacks keep their 64 innermost frames. */
 #define PGOF__MAX_DEPTH 64
 
+/* pgof__slot.flags (x86-64 only; 0 elsewhere). */
+#define PGOF__SLOT_SP_WORD 1u  /* sp_word holds the word at the interrupted SP */
+#define PGOF__SLOT_SP_IS_FP 2u /* SP == FP: that word is a saved frame pointer */
+
 typedef struct pgof__slot {
     _Atomic uint64_t seq; /* Vyukov sequence: free when == position */
     uint32_t depth;
     uint32_t weight; /* 1 + timer overruns: periods this sample stands for */
+    uint32_t flags;  /* PGOF__SLOT_* */
+    /* The word at the interrupted stack pointer: the return address of a
+     * leaf that set up no frame (or of a function interrupted in its
+     * prologue), or anything else; the consumer decides (profile.c). */
+    uintptr_t sp_word;
     uintptr_t pc[PGOF__MAX_DEPTH]; /* leaf first */
 } pgof__slot;
 
@@ -64,6 +73,10 @@ void pgof__ring_publish(pgof__ring *r, pgof__slot *s, uint64_t pos);
 
 /* Consumer only: the next published slot or NULL; release it after use. */
 pgof__slot *pgof__ring_peek(pgof__ring *r);
+/* Consumer only: the slot i places after the next one (i = 0 is what
+ * pgof__ring_peek returns) when it is published, else NULL. Call it with
+ * i = 0, 1, 2... and stop at the first NULL; release the slots in order. */
+pgof__slot *pgof__ring_peek_nth(pgof__ring *r, size_t i);
 void pgof__ring_release(pgof__ring *r, pgof__slot *s);
 
 /* ---- sampler (sampler.c) -------------------------------------------------- */
@@ -146,12 +159,35 @@ const pgof__mapping *pgof__symtab_mapping(const pgof__symtab *t, size_t i);
 /* The index of the mapping holding pc, or -1. */
 long pgof__symtab_find(const pgof__symtab *t, uintptr_t pc);
 
+/* The start address of the function holding pc, or 0 when unknown. */
+uintptr_t pgof__symtab_func_start(pgof__symtab *t, uintptr_t pc);
+
 /*
  * Symbolizes pc into at most max frames (inlined frames first), returning
  * how many (0 when nothing is known). Strings live as long as the symtab.
  */
 size_t pgof__symtab_lookup(pgof__symtab *t, uintptr_t pc, pgof__frame *frames,
                            size_t max);
+
+/* What the code just before a candidate return address is (x86-64). */
+#define PGOF__CALL_DIRECT 1u   /* E8 rel32; target is the callee's address */
+#define PGOF__CALL_INDIRECT 2u /* FF /2: call through a register or memory */
+
+typedef struct pgof__callsite {
+    uintptr_t ret;    /* in: the candidate return address */
+    uintptr_t target; /* out: the E8 call's target when kind has DIRECT */
+    unsigned kind;    /* out: PGOF__CALL_* bits, 0 when no call ends at ret */
+} pgof__callsite;
+
+/*
+ * Consumer thread: for each of the n candidates, whether ret lies in an
+ * executable segment of a loaded object and a call instruction ends just
+ * before it. Reads code bytes only inside the loaded objects' executable
+ * PT_LOAD segments, and only inside a dl_iterate_phdr callback, so an
+ * object cannot be unloaded while its bytes are read. Always sets kind 0
+ * on other architectures.
+ */
+void pgof__check_callsites(pgof__callsite *c, size_t n);
 
 /* ---- endpoints (endpoint.c) ---------------------------------------------- */
 

@@ -7,12 +7,17 @@
  * While a window lasts, pgof__agg_drain moves published ring slots into a
  * hash table of distinct stacks (open addressing over entry indices; the
  * program counters of all stacks share one pool), so memory grows with the
- * number of distinct stacks, never with time. At the end, pgof__agg_encode
- * symbolizes each distinct address once (symbols.c), builds the profile
- * with the engine's builder (src/pprof/builder.c: one mapping per loaded
- * executable segment, one location per address, the stacks as samples with
- * values count and count * period), and sends it through a pprof_merger so
- * the output is deduplicated, validated and gzip-encoded by the same code
+ * number of distinct stacks, never with time. On x86-64 the handler also
+ * keeps the word at the interrupted stack pointer; drain keeps it with the
+ * stack only when a call instruction in loaded code ends just before it
+ * (pgof__check_callsites), so plain data words do not multiply the stacks,
+ * and encode makes it frame 1 (the caller that a frameless leaf's walk
+ * skips) when that call is indirect or targets the leaf's function. At the
+ * end, pgof__agg_encode symbolizes each distinct address once (symbols.c),
+ * builds the profile with the engine's builder (src/pprof/builder.c: one
+ * mapping per loaded executable segment, one location per address, the
+ * stacks as samples with values count and count * period), and sends it
+ * through a pprof_merger so the output is deduplicated, validated and gzip-encoded by the same code
  * the collector uses. Samples the ring had to drop appear as one sample on
  * a frame named "pgof_lost_samples", so total CPU stays honest.
  */
@@ -28,6 +33,10 @@ typedef struct stack_ent {
     size_t off;     /* into pcs */
     uint32_t depth;
     uint64_t count;
+    /* A call site's return address found at the leaf's stack pointer (0
+     * when none) and, for a direct call, its target: the caller the walk
+     * missed, decided at encode time once the leaf's function is known. */
+    uintptr_t ret, target;
 } stack_ent;
 
 struct pgof__agg {
@@ -97,10 +106,12 @@ static bool reserve(void **p, size_t *cap, size_t need, size_t size)
     return true;
 }
 
-/* Counts one sample of stack pcs[0..depth). */
-static int add_stack(pgof__agg *a, const uintptr_t *pcs, uint32_t depth, uint32_t weight)
+/* Counts one sample of stack pcs[0..depth) with its call site (ret,
+ * target; both 0 when none). */
+static int add_stack(pgof__agg *a, const uintptr_t *pcs, uint32_t depth, uintptr_t ret,
+                     uintptr_t target, uint32_t weight)
 {
-    uint64_t h = mix(0, depth);
+    uint64_t h = mix(mix(mix(0, depth), ret), target);
     size_t j, k;
 
     for (k = 0; k < depth; k++)
@@ -109,7 +120,7 @@ static int add_stack(pgof__agg *a, const uintptr_t *pcs, uint32_t depth, uint32_
         return PGOF_ENOMEM;
     for (j = h & (a->capslots - 1); a->slots[j]; j = (j + 1) & (a->capslots - 1)) {
         stack_ent *e = &a->ents[a->slots[j] - 1];
-        if (e->hash == h && e->depth == depth &&
+        if (e->hash == h && e->depth == depth && e->ret == ret && e->target == target &&
             memcmp(a->pcs + e->off, pcs, depth * sizeof(*pcs)) == 0) {
             e->count += weight;
             return 0;
@@ -119,25 +130,60 @@ static int add_stack(pgof__agg *a, const uintptr_t *pcs, uint32_t depth, uint32_
         !reserve((void **)&a->pcs, &a->cappcs, a->npcs + depth, sizeof(uintptr_t)))
         return PGOF_ENOMEM;
     memcpy(a->pcs + a->npcs, pcs, depth * sizeof(*pcs));
-    a->ents[a->nents] = (stack_ent){h, a->npcs, depth, weight};
+    a->ents[a->nents] = (stack_ent){h, a->npcs, depth, weight, ret, target};
     a->npcs += depth;
     a->slots[j] = (uint32_t)++a->nents;
     return 0;
 }
 
+/* Slots taken from the ring at a time: their call sites are checked in
+ * one pass over the loaded objects. */
+#define DRAIN_BATCH 64
+
 int pgof__agg_drain(pgof__agg *a, pgof__ring *r)
 {
-    pgof__slot *s;
+    pgof__slot *batch[DRAIN_BATCH];
+    pgof__callsite cs[DRAIN_BATCH];
+    size_t n, ncs, i;
     int rc = 0;
 
-    while ((s = pgof__ring_peek(r))) {
-        uint32_t depth = s->depth > PGOF__MAX_DEPTH ? PGOF__MAX_DEPTH : s->depth;
-        uint32_t weight = s->weight ? s->weight : 1;
-        if (add_stack(a, s->pc, depth, weight)) {
-            a->failed += weight;
-            rc = PGOF_ENOMEM;
+    for (;;) {
+        for (n = 0; n < DRAIN_BATCH && (batch[n] = pgof__ring_peek_nth(r, n)); n++)
+            ;
+        if (n == 0)
+            break;
+        /* A word at the stack pointer is a candidate only when it is not a
+         * saved frame pointer; pgof__check_callsites keeps those that a
+         * call instruction in loaded code precedes. */
+        for (i = ncs = 0; i < n; i++)
+            if ((batch[i]->flags & (PGOF__SLOT_SP_WORD | PGOF__SLOT_SP_IS_FP)) ==
+                    PGOF__SLOT_SP_WORD &&
+                batch[i]->sp_word >= 4096)
+                cs[ncs++].ret = batch[i]->sp_word;
+        pgof__check_callsites(cs, ncs);
+        for (i = ncs = 0; i < n; i++) {
+            pgof__slot *s = batch[i];
+            uint32_t depth = s->depth > PGOF__MAX_DEPTH ? PGOF__MAX_DEPTH : s->depth;
+            uint32_t weight = s->weight ? s->weight : 1;
+            uintptr_t ret = 0, target = 0;
+            if ((s->flags & (PGOF__SLOT_SP_WORD | PGOF__SLOT_SP_IS_FP)) == PGOF__SLOT_SP_WORD &&
+                s->sp_word >= 4096) {
+                const pgof__callsite *c = &cs[ncs++];
+                /* Already the next frame: a framed function interrupted
+                 * where its return address is at the stack pointer. */
+                if (c->kind && depth >= 1 && !(depth >= 2 && s->pc[1] == c->ret - 1)) {
+                    ret = c->ret;
+                    /* An indirect call cannot be checked against the leaf;
+                     * a direct one is checked at encode time. */
+                    target = (c->kind & PGOF__CALL_INDIRECT) ? 0 : c->target;
+                }
+            }
+            if (add_stack(a, s->pc, depth, ret, target, weight)) {
+                a->failed += weight;
+                rc = PGOF_ENOMEM;
+            }
+            pgof__ring_release(r, s);
         }
-        pgof__ring_release(r, s);
     }
     return rc;
 }
@@ -187,6 +233,24 @@ static int location_of(pprof_builder *b, pgof__symtab *t, loc_map *lm,
     return 0;
 }
 
+/*
+ * Whether e's call site is the caller of its leaf pc that the frame walk
+ * missed (see sampler.c): an indirect call, or a direct call whose target
+ * is the start of the leaf's function (any direct call when that start is
+ * unknown). pcs[1] was checked to differ at drain time.
+ */
+static bool caller_missed(pgof__symtab *t, const stack_ent *e, uintptr_t leaf)
+{
+    uintptr_t start;
+
+    if (!e->ret)
+        return false;
+    if (!e->target)
+        return true;
+    start = pgof__symtab_func_start(t, leaf);
+    return start == 0 || start == e->target;
+}
+
 int pgof__agg_encode(pgof__agg *a, int64_t period_ns, int64_t time_nanos,
                      int64_t duration_nanos, uint64_t lost, uint8_t **out,
                      size_t *len, pgof_error *err)
@@ -196,7 +260,7 @@ int pgof__agg_encode(pgof__agg *a, int64_t period_ns, int64_t time_nanos,
     pprof_profile *p = NULL;
     pprof_merger *m = NULL;
     pprof_error perr = {0, ""};
-    uint64_t *map_ids = NULL, locs[PGOF__MAX_DEPTH];
+    uint64_t *map_ids = NULL, locs[PGOF__MAX_DEPTH + 1];
     loc_map lm = {NULL, NULL, 0};
     size_t i, k, nmaps;
     char comment[160];
@@ -225,10 +289,16 @@ int pgof__agg_encode(pgof__agg *a, int64_t period_ns, int64_t time_nanos,
         goto nomem;
     for (i = 0; i < a->nents; i++) {
         const stack_ent *e = &a->ents[i];
-        for (k = 0; k < e->depth; k++)
-            if (location_of(b, t, &lm, map_ids, a->pcs[e->off + k], &locs[k], &perr))
+        const uintptr_t *pcs = a->pcs + e->off;
+        size_t depth = 0;
+        for (k = 0; k < e->depth; k++) {
+            if (location_of(b, t, &lm, map_ids, pcs[k], &locs[depth++], &perr))
                 goto engine;
-        if (pprof_builder_add_sample(b, locs, e->depth, (int64_t)e->count,
+            if (k == 0 && caller_missed(t, e, pcs[0]) &&
+                location_of(b, t, &lm, map_ids, e->ret - 1, &locs[depth++], &perr))
+                goto engine;
+        }
+        if (pprof_builder_add_sample(b, locs, depth, (int64_t)e->count,
                                      (int64_t)e->count * period_ns, &perr))
             goto engine;
     }

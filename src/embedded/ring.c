@@ -75,6 +75,15 @@ pgof__slot *pgof__ring_peek(pgof__ring *r)
     return s;
 }
 
+pgof__slot *pgof__ring_peek_nth(pgof__ring *r, size_t i)
+{
+    pgof__slot *s = &r->slots[(r->tail + i) & r->mask];
+
+    if (i > r->mask || atomic_load_explicit(&s->seq, memory_order_acquire) != r->tail + i + 1)
+        return NULL;
+    return s;
+}
+
 void pgof__ring_release(pgof__ring *r, pgof__slot *s)
 {
     atomic_store_explicit(&s->seq, r->tail + r->mask + 1, memory_order_release);

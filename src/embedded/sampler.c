@@ -28,7 +28,12 @@
  * holds the interrupted stack pointer (that mapping is the running thread's
  * stack, so it stays mapped while the thread is interrupted), grows
  * strictly upward and is 8-byte aligned; code built without frame pointers
- * therefore cuts the stack short but cannot make the handler fault. The
+ * therefore cuts the stack short but cannot make the handler fault. On
+ * x86-64 the handler also keeps the word at the stack pointer (when the
+ * stack pointer is aligned and inside that same mapping) and whether the
+ * stack pointer equals the frame pointer; the consumer (profile.c) decides
+ * whether that word is the return address of a leaf that has no frame
+ * record, and so the caller the walk missed. The
  * mapping list is read from /proc/self/maps by the consumer thread and
  * published through an atomic pointer; replaced lists are retired and freed
  * only at stop, after the in-flight counter says no handler runs.
@@ -170,6 +175,16 @@ static uint32_t walk(uintptr_t *pcs, uint32_t n, uintptr_t fp, uintptr_t sp,
     return n;
 }
 
+#if defined(__x86_64__)
+/* The word at sp, which the caller has checked lies in the writable mapping
+ * holding the interrupted stack. Not instrumented, as for walk. */
+__attribute__((no_sanitize("address", "undefined")))
+static uintptr_t peek_word(uintptr_t sp)
+{
+    return *(const volatile uintptr_t *)sp;
+}
+#endif
+
 static void on_sigprof(int sig, siginfo_t *si, void *ucv)
 {
     int saved_errno = errno;
@@ -183,12 +198,25 @@ static void on_sigprof(int sig, siginfo_t *si, void *ucv)
         context_regs(ucv, &pc, &fp, &sp) &&
         (slot = pgof__ring_claim(&S.ring, &pos)) != NULL) {
         stack_map *m = atomic_load_explicit(&S.stacks, memory_order_acquire);
+        uintptr_t end = stack_end(m, sp);
         /* A per-thread timer that expired again before this signal was
          * delivered reports the missed periods as overruns. */
         int overrun = si && si->si_code == SI_TIMER ? si->si_overrun : 0;
         slot->weight = 1 + (uint32_t)(overrun > 0 && overrun < 1000 ? overrun : 0);
         slot->pc[0] = pc;
-        slot->depth = walk(slot->pc, 1, fp, sp, stack_end(m, sp));
+        slot->depth = walk(slot->pc, 1, fp, sp, end);
+        slot->flags = 0;
+        slot->sp_word = 0;
+#if defined(__x86_64__)
+        /* A leaf without a frame (or any function before its push rbp;
+         * mov rbp, rsp) has its return address at sp while fp is still the
+         * caller's, so the walk above skipped the caller. Keep that word
+         * for the consumer to check against a call site (profile.c). */
+        if (end >= 8 && sp <= end - 8 && (sp & 7) == 0) {
+            slot->sp_word = peek_word(sp);
+            slot->flags = PGOF__SLOT_SP_WORD | (sp == fp ? PGOF__SLOT_SP_IS_FP : 0);
+        }
+#endif
         pgof__ring_publish(&S.ring, slot, pos);
     }
     atomic_fetch_sub_explicit(&S.inflight, 1, memory_order_release);

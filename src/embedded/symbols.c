@@ -22,6 +22,11 @@
  * lines. An address nobody can name becomes "<object>+0x<offset>", so
  * profiles stay readable and mergeable across hosts.
  *
+ * Call sites (pgof__check_callsites, x86-64): whether a call instruction
+ * ends at a candidate return address, decoded from the code bytes before
+ * it, read only inside executable PT_LOAD segments and only from a
+ * dl_iterate_phdr callback, so no object can be unloaded meanwhile.
+ *
  * Names are returned as the linker spells them (C++ names mangled, in both
  * name and system_name); `go tool pprof` demangles such names itself.
  * Threads: a symtab is used by one thread. Memory: every string handed out
@@ -322,6 +327,126 @@ static size_t lookup_dw(pgof__symtab *t, uintptr_t pc, pgof__frame *fr, size_t m
     return n + 1;
 }
 #endif
+
+uintptr_t pgof__symtab_func_start(pgof__symtab *t, uintptr_t pc)
+{
+    Dl_info info;
+
+#ifdef PGOF_HAVE_LIBDW
+    if (t->dwfl) {
+        Dwfl_Module *mod = dwfl_addrmodule(t->dwfl, pc);
+        GElf_Off off;
+        GElf_Sym sym;
+        if (mod && dwfl_module_addrinfo(mod, pc, &off, &sym, NULL, NULL, NULL))
+            return pc - (uintptr_t)off;
+    }
+#else
+    (void)t;
+#endif
+    /* glibc's dladdr names a symbol only when pc lies inside it. */
+    if (dladdr((void *)pc, &info) && info.dli_sname && info.dli_saddr)
+        return (uintptr_t)info.dli_saddr;
+    return 0;
+}
+
+/* ---- call sites ---------------------------------------------------------- */
+
+#if defined(__x86_64__)
+/*
+ * Which call instructions end exactly at ret, given the code bytes
+ * [ret - avail, ret) at code (code points at ret; avail <= 7). Indirect
+ * calls are FF /2 (a REX prefix such as 41 before FF changes nothing here):
+ * FF D0+r (register), FF 10+r (memory, no displacement; r = 4 takes a SIB
+ * byte, r = 5 is FF 15 disp32, rip-relative), FF 50+r disp8 and FF 90+r
+ * disp32 (r = 4 with a SIB byte before the displacement).
+ */
+static unsigned call_kind(const uint8_t *code, size_t avail, uintptr_t ret, uintptr_t *target)
+{
+    unsigned kind = 0;
+    uint8_t m;
+
+#define B(k) (code[-(ptrdiff_t)(k)]) /* the byte k places before ret */
+    if (avail >= 5 && B(5) == 0xE8) {
+        int32_t rel;
+        memcpy(&rel, code - 4, 4);
+        *target = ret + (uintptr_t)(intptr_t)rel;
+        kind |= PGOF__CALL_DIRECT;
+    }
+    if (avail >= 2 && B(2) == 0xFF && ((m = B(1)) & 0xF8) == 0xD0)
+        kind |= PGOF__CALL_INDIRECT;
+    if (avail >= 2 && B(2) == 0xFF && ((m = B(1)) & 0xF8) == 0x10 && m != 0x14 && m != 0x15)
+        kind |= PGOF__CALL_INDIRECT;
+    if (avail >= 3 && B(3) == 0xFF && B(2) == 0x14 && (B(1) & 7) != 5)
+        kind |= PGOF__CALL_INDIRECT;
+    if (avail >= 6 && B(6) == 0xFF && B(5) == 0x15)
+        kind |= PGOF__CALL_INDIRECT;
+    if (avail >= 3 && B(3) == 0xFF && ((m = B(2)) & 0xF8) == 0x50 && m != 0x54)
+        kind |= PGOF__CALL_INDIRECT;
+    if (avail >= 4 && B(4) == 0xFF && B(3) == 0x54)
+        kind |= PGOF__CALL_INDIRECT;
+    if (avail >= 6 && B(6) == 0xFF && ((m = B(5)) & 0xF8) == 0x90 && m != 0x94)
+        kind |= PGOF__CALL_INDIRECT;
+    if (avail >= 7 && B(7) == 0xFF && B(6) == 0x94)
+        kind |= PGOF__CALL_INDIRECT;
+#undef B
+    return kind;
+}
+
+typedef struct callsite_job {
+    pgof__callsite *c;
+    size_t n;
+} callsite_job;
+
+/* Runs under the loader's lock (dl_iterate_phdr), so the segments it reads
+ * stay mapped. Code bytes are read only from readable executable PT_LOAD
+ * segments, and only those before ret within the same segment. */
+__attribute__((no_sanitize("address")))
+static int on_object_calls(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    callsite_job *job = arg;
+    int i;
+
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start, limit;
+        size_t k;
+        if (ph->p_type != PT_LOAD || (ph->p_flags & (PF_X | PF_R)) != (PF_X | PF_R))
+            continue;
+        start = info->dlpi_addr + ph->p_vaddr;
+        limit = start + ph->p_memsz;
+        for (k = 0; k < job->n; k++) {
+            pgof__callsite *c = &job->c[k];
+            uintptr_t ret = c->ret;
+            size_t avail;
+            /* A call may be the segment's last instruction (noreturn), so
+             * ret may equal limit; it cannot equal start. */
+            if (c->kind || ret <= start || ret > limit)
+                continue;
+            avail = ret - start < 7 ? (size_t)(ret - start) : 7;
+            c->kind = call_kind((const uint8_t *)ret, avail, ret, &c->target);
+        }
+    }
+    return 0;
+}
+#endif
+
+void pgof__check_callsites(pgof__callsite *c, size_t n)
+{
+    size_t k;
+
+    for (k = 0; k < n; k++) {
+        c[k].kind = 0;
+        c[k].target = 0;
+    }
+#if defined(__x86_64__)
+    {
+        callsite_job job = {c, n};
+        if (n)
+            dl_iterate_phdr(on_object_calls, &job);
+    }
+#endif
+}
 
 size_t pgof__symtab_lookup(pgof__symtab *t, uintptr_t pc, pgof__frame *fr, size_t max)
 {

@@ -36,9 +36,11 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-/* Flat and total cpu/nanoseconds of a gzip pprof profile, by function. */
+/* Flat and total cpu/nanoseconds of a gzip pprof profile, by function:
+ * hot, cold and caller are cumulative (caller is burner_main, which calls
+ * both; burn_mix is inlined into it), lost is flat. */
 typedef struct decoded {
-    int64_t total, hot, cold, lost;
+    int64_t total, hot, cold, lost, caller;
     uint64_t samples;
 } decoded;
 
@@ -47,7 +49,7 @@ static decoded decode(const uint8_t *buf, size_t len)
     pprof_profile *p = NULL;
     pprof_summary *s = NULL;
     pprof_error err = {0, ""};
-    decoded d = {0, 0, 0, 0, 0};
+    decoded d = {0, 0, 0, 0, 0, 0};
     size_t i;
 
     if (pprof_decode_mem(buf, len, NULL, &p, &err))
@@ -62,6 +64,8 @@ static decoded decode(const uint8_t *buf, size_t len)
             d.hot = s->funcs[i].cum;
         else if (strcmp(s->funcs[i].name, "burn_cold") == 0)
             d.cold = s->funcs[i].cum;
+        else if (strcmp(s->funcs[i].name, "burner_main") == 0)
+            d.caller = s->funcs[i].cum;
         else if (strcmp(s->funcs[i].name, "pgof_lost_samples") == 0)
             d.lost = s->funcs[i].flat;
     }
@@ -106,7 +110,9 @@ typedef struct burner {
     uint32_t seed;
 } burner;
 
-static void *burner_main(void *arg)
+/* Not inlined, so that it is the frame between the burners and the
+ * thread's start (test_ratio_and_total checks it is not skipped). */
+__attribute__((noinline)) static void *burner_main(void *arg)
 {
     burner *b = arg;
     burn_mix(b->wall_ns, UNIT, b->seed);
@@ -358,6 +364,21 @@ static void test_ratio_and_total(void **state)
     if (d.total < used * 0.9 || d.total > used * 1.1)
         fail_msg("the profile's CPU %.3f s is not within 10%% of getrusage's %.3f s",
                  d.total / 1e9, used / 1e9);
+    /*
+     * burn_hot and burn_cold are leaves without a frame (GCC sets up none
+     * in a leaf that needs no stack): a sample in one of them finds the
+     * frame pointer still at burner_main's frame record, so the walk
+     * alone goes from the leaf straight to burner_main's caller. The
+     * return address at the stack pointer puts burner_main back, so it
+     * holds (nearly) all of its leaves' time.
+     */
+    print_message("  burner_main cum %.3f s, burn_hot + burn_cold cum %.3f s\n", d.caller / 1e9,
+                  (d.hot + d.cold) / 1e9);
+#if defined(__x86_64__)
+    if (d.caller < 0.95 * (double)(d.hot + d.cold))
+        fail_msg("burner_main's cumulative %.3f s misses its leaves' %.3f s: the frameless "
+                 "leaves' caller is skipped", d.caller / 1e9, (d.hot + d.cold) / 1e9);
+#endif
     assert_false(timer_running());
     assert_true(sigprof_is_default());
 }
