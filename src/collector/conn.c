@@ -528,6 +528,20 @@ static void process(conn *c) {
     }
     if (c->_in_off == c->_in_len)
         c->_in_off = c->_in_len = 0;
+    if (c->state == CONN_S_BODY && !(c->flags & CONN_F_PAUSED) && upload_buffered(&c->up) > 0) {
+        /* The input ran out before the body's end: put what the upload
+         * buffered on disk now (one job creates the file if needed and
+         * writes) rather than keep it while the client is slow. Reading
+         * waits for it, as for any body write. A body that arrives whole in
+         * one read never gets here: it reaches the store in the buffer. */
+        if (upload_flush(&c->up, on_body_written) != 0) {
+            conn_send_error(c, 500, "internal error: cannot write the upload", NULL);
+            return;
+        }
+        conn_hold(c);
+        c->flags |= CONN_F_WRITING_BODY | CONN_F_PAUSED;
+        uv_timer_stop(&c->_io_timer);
+    }
     update_reading(c);
 }
 
@@ -724,7 +738,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     }
     if (c->flags & CONN_F_DISCARD_BODY)
         return 0;
-    if (upload_write(&c->up, at, len, on_body_written) != 0)
+    int rc = upload_write(&c->up, at, len, on_body_written);
+    if (rc == UPLOAD_BUFFERED)
+        return 0; /* copied: the input buffer is free again, keep parsing */
+    if (rc != 0)
         return fail(c, 500, "internal error: cannot write the upload");
     conn_hold(c);
     c->flags |= CONN_F_WRITING_BODY;

@@ -17,11 +17,13 @@
  * down and input is read and dropped for a short while, so a client that is
  * still sending a refused body reads our answer instead of a reset.
  *
- * Body bytes go from the input buffer straight to the upload's temporary
- * file: on_body starts a uv_fs_write of the bytes in place and returns
+ * Body bytes go from the input buffer to the upload (upload.h): the first
+ * UPLOAD_BUF_MAX bytes are copied into its small buffer and parsing goes
+ * on; past that, on_body starts a write of the bytes in place and returns
  * HPE_PAUSED; reading stops until the write completes, then parsing resumes
- * from llhttp_get_error_pos(). So a body is never held whole in memory and
- * the buffer is never overwritten under a pending write.
+ * from llhttp_get_error_pos(). So a body is never held whole in memory
+ * beyond that bounded buffer, and the input buffer is never overwritten
+ * under a pending write.
  *
  * Timeouts: _io_timer fires when no byte moves for idle_timeout (keep-alive
  * idle, a stalled upload, a client not reading our answer); _req_timer fires

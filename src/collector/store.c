@@ -80,6 +80,9 @@ typedef struct submit_job {
     store *st;
     int fd;
     char *path;
+    int created; /* path exists (else the job creates it) */
+    char *buf;   /* owned: body bytes that follow the file's contents */
+    size_t buf_len;
     void *arg;
     store_submit_cb cb;
     pprof_profile *profile;
@@ -702,7 +705,12 @@ static void enqueue(store *st, store_op *op) {
 
 /* ---- submissions ----------------------------------------------------------- */
 
-/* Runs on the threadpool: validate the upload and make it durable. */
+/*
+ * Runs on the threadpool: create the temporary file if the upload did not,
+ * write the bytes the upload buffered, then validate the upload and make it
+ * durable. For a body that fit the upload's buffer this one job is the
+ * submission's only threadpool round trip before its commit.
+ */
 static void submit_work(uv_work_t *w) {
     submit_job *j = container_of(w, submit_job, work);
     pprof_error perr = {0};
@@ -710,6 +718,33 @@ static void submit_work(uv_work_t *w) {
     char err[256];
     int rc;
     util_pool_thread_init();
+    if (!j->created) {
+        j->fd = open(j->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (j->fd < 0) {
+            rc = -errno;
+            snprintf(err, sizeof err, "%s", uv_strerror(rc));
+            /* As when the upload creates it: out of descriptors or memory
+             * is overload, try again. */
+            j->status = (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOMEM) ? 503
+                                                                               : storage_status(rc);
+            j->reject = REJECT_STORAGE;
+            snprintf(j->reason, sizeof j->reason, "cannot store the upload: %s", err);
+            return;
+        }
+        j->created = 1;
+    }
+    if (j->buf_len > 0) {
+        rc = disk_write_all(j->fd, j->buf, j->buf_len);
+        free(j->buf);
+        j->buf = NULL;
+        if (rc != 0) {
+            snprintf(err, sizeof err, "%s", uv_strerror(rc));
+            j->status = storage_status(rc);
+            j->reject = REJECT_STORAGE;
+            snprintf(j->reason, sizeof j->reason, "cannot store the upload: %s", err);
+            return;
+        }
+    }
     if (lseek(j->fd, 0, SEEK_SET) < 0 || pread(j->fd, magic, 2, 0) < 0) {
         j->status = 500;
         j->reject = REJECT_STORAGE;
@@ -783,9 +818,15 @@ static void submit_after(uv_work_t *w, int status) {
     /* Close on the loop: a close after fsync does not wait for the disk. */
     if (j->fd >= 0)
         close(j->fd);
+    free(j->buf);
     if (j->status != 204) {
         metrics_count_reject(j->reject);
-        upload_discard(st->loop, -1, j->path);
+        if (j->created) {
+            upload_discard(st->loop, -1, j->path);
+        } else {
+            /* Never created (or O_EXCL refused it): not ours to unlink. */
+            free(j->path);
+        }
         j->cb(j->arg, j->status, j->reason);
         free(j);
         if (!store_busy(st) && st->idle_cb != NULL)
@@ -803,11 +844,15 @@ static void submit_after(uv_work_t *w, int status) {
     enqueue(st, op);
 }
 
-void store_submit(store *st, int fd, char *path, void *arg, store_submit_cb cb) {
+void store_submit(store *st, int fd, char *path, int created, char *buf, size_t len, void *arg,
+                  store_submit_cb cb) {
     submit_job *j = xcalloc(1, sizeof *j);
     j->st = st;
     j->fd = fd;
     j->path = path;
+    j->created = created;
+    j->buf = buf;
+    j->buf_len = len;
     j->arg = arg;
     j->cb = cb;
     st->validating++;

@@ -75,10 +75,14 @@ store *store_new(uv_loop_t *loop, const char *dir, const pprof_limits *lim);
 void store_start(store *st);
 
 /*
- * Validates and stores the submission in the temporary file fd/path (takes
- * ownership of both), then calls cb(arg, ...) once.
+ * Validates and stores the submission in the temporary file fd/path
+ * followed by the len bytes of buf, then calls cb(arg, ...) once. Takes
+ * ownership of fd, path and buf (which may be NULL). When created is 0 the
+ * file does not exist yet (fd is -1): the submit job creates it (O_EXCL),
+ * so a body that fit in the upload's buffer costs one pool round trip.
  */
-void store_submit(store *st, int fd, char *path, void *arg, store_submit_cb cb);
+void store_submit(store *st, int fd, char *path, int created, char *buf, size_t len, void *arg,
+                  store_submit_cb cb);
 
 /* Answers a merge (combine: also replace the stored files). */
 void store_merge(store *st, int combine, void *arg, store_merge_cb cb);
