@@ -202,6 +202,20 @@ static void put_sample(enc *e, uint32_t si)
     }
 }
 
+/* Writes field as a submessage whose fields 1..n are the scalars v[0..n-1]
+ * (zeros omitted, as proto3 does): mappings, functions, value types. */
+static void put_scalars(enc *e, unsigned field, const uint64_t *v, unsigned n)
+{
+    size_t size = 0;
+    unsigned j;
+
+    for (j = 0; j < n; j++)
+        size += field_size(v[j]);
+    put_len(e, field, size);
+    for (j = 0; j < n; j++)
+        put_field(e, j + 1, v[j]);
+}
+
 static void put_mapping(enc *e, uint32_t mi)
 {
     const pprof__mmap *mp = &PPROF__AT(e->m->mappings, pprof__mmap, mi);
@@ -211,14 +225,8 @@ static void put_mapping(enc *e, uint32_t mi)
         !!(mp->flags & PPROF__MAP_FUNCTIONS), !!(mp->flags & PPROF__MAP_FILENAMES),
         !!(mp->flags & PPROF__MAP_LINES), !!(mp->flags & PPROF__MAP_INLINE),
     };
-    size_t size = 0;
-    unsigned j;
 
-    for (j = 0; j < 10; j++)
-        size += field_size(f[j]);
-    put_len(e, 3, size);
-    for (j = 0; j < 10; j++)
-        put_field(e, j + 1, f[j]);
+    put_scalars(e, 3, f, 10);
 }
 
 static void put_location(enc *e, uint32_t li)
@@ -252,21 +260,15 @@ static void put_function(enc *e, uint32_t fi)
     const pprof__mfunc *f = &PPROF__AT(e->m->functions, pprof__mfunc, fi);
     uint64_t v[5] = {e->fn_id[fi], e->str_id[f->name], e->str_id[f->system_name],
                      e->str_id[f->filename], (uint64_t)f->start_line};
-    size_t size = 0;
-    unsigned j;
 
-    for (j = 0; j < 5; j++)
-        size += field_size(v[j]);
-    put_len(e, 5, size);
-    for (j = 0; j < 5; j++)
-        put_field(e, j + 1, v[j]);
+    put_scalars(e, 5, v, 5);
 }
 
 static void put_valuetype(enc *e, unsigned field, uint32_t type, uint32_t unit)
 {
-    put_len(e, field, field_size(e->str_id[type]) + field_size(e->str_id[unit]));
-    put_field(e, 1, e->str_id[type]);
-    put_field(e, 2, e->str_id[unit]);
+    uint64_t v[2] = {e->str_id[type], e->str_id[unit]};
+
+    put_scalars(e, field, v, 2);
 }
 
 /* ---- compaction -------------------------------------------------------------- */
