@@ -153,15 +153,14 @@ static void test_encode_any_moment(void **state)
     pprof_merger_free(m);
 }
 
-static void test_alloc_failure(void **state)
+/* Fails the n-th allocation of an encode of m for n = 0, 1, ... until one
+ * succeeds: every failure is "out of memory" and nothing leaks. */
+static void assert_encode_survives_oom(const pprof_merger *m)
 {
-    pprof_merger *m;
     long n;
     int rc = PPROF_ENOMEM;
 
-    (void)state;
     talloc_install(-1);
-    m = merge_fixtures();
     for (n = 0; rc == PPROF_ENOMEM; n++) {
         uint8_t *out = NULL;
         size_t len;
@@ -175,9 +174,81 @@ static void test_alloc_failure(void **state)
             assert_msg_has(err, "out of memory");
     }
     assert_int_equal(rc, 0);
-    pprof_merger_free(m);
     talloc_remove();
     assert_int_equal(talloc.live, 0);
+}
+
+static void test_alloc_failure(void **state)
+{
+    pprof_merger *m = merge_fixtures();
+
+    (void)state;
+    assert_encode_survives_oom(m);
+    pprof_merger_free(m);
+}
+
+/*
+ * A sample whose stack alone is bigger than the encoder's 64 KiB buffer is
+ * built whole in a scratch buffer and still comes out intact, also when
+ * allocations fail along the way.
+ */
+static pprof_merger *merge_deep_stack(size_t depth)
+{
+    pprof_builder *b = pprof_builder_new_cpu(10000000, 1700000000000000000LL, 1000000000LL);
+    uint64_t *ids = calloc(depth, sizeof *ids), map;
+    pprof_merger *m = pprof_merger_new();
+    pprof_profile *p = NULL;
+    size_t i;
+
+    assert_non_null(b);
+    assert_non_null(ids);
+    assert_non_null(m);
+    assert_int_equal(pprof_builder_add_mapping(b, 0x400000, 0x800000, 0, "/bin/deep", "", &map,
+                                               NULL), 0);
+    for (i = 0; i < depth; i++) {
+        char fn[32];
+        pprof_builder_line ln = {fn, NULL, "/src/deep.c", 1, (int64_t)i + 1};
+        snprintf(fn, sizeof fn, "frame_%zu", i);
+        assert_int_equal(pprof_builder_add_location(b, map, 0x400000 + 16 * i, &ln, 1, &ids[i],
+                                                    NULL), 0);
+    }
+    assert_int_equal(pprof_builder_add_sample(b, ids, depth, 3, 30000000, NULL), 0);
+    assert_int_equal(pprof_builder_add_sample(b, ids + depth / 2, depth - depth / 2, 1, 10000000,
+                                              NULL), 0);
+    assert_int_equal(pprof_builder_finish(b, &p, NULL), 0);
+    assert_int_equal(pprof_merger_add(m, p, NULL), 0);
+    pprof_profile_free(p);
+    pprof_builder_free(b);
+    free(ids);
+    return m;
+}
+
+static void test_message_bigger_than_buffer(void **state)
+{
+    const size_t depth = 40000; /* location ids up to 40,000: 3 bytes each */
+    pprof_merger *m = merge_deep_stack(depth);
+    pprof_profile *out = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0, i;
+
+    (void)state;
+    assert_int_equal(pprof_merger_encode(m, &buf, &len, NULL), 0);
+    assert_int_equal(pprof_decode_mem(buf, len, NULL, &out, NULL), 0);
+    assert_int_equal(out->samples.n, 2);
+    for (i = 0; i < 2; i++) {
+        const pprof__sample *s = &PPROF__AT(out->samples, pprof__sample, i);
+        const uint64_t *ids = &PPROF__AT(out->locids, uint64_t, s->loc_off);
+        size_t want = i == 0 ? depth : depth - depth / 2, j;
+        assert_int_equal(s->nloc, want);
+        for (j = 1; j < s->nloc; j++)
+            assert_true(ids[j] != ids[j - 1]);
+    }
+    assert_int_equal(total(out, 0), 4);
+    assert_int_equal(total(out, 1), 40000000);
+    pprof_profile_free(out);
+    pprof__free(buf);
+    assert_encode_survives_oom(m);
+    pprof_merger_free(m);
 }
 
 int main(void)
@@ -189,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_sink_chunks_and_failure),
         cmocka_unit_test(test_encode_any_moment),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_message_bigger_than_buffer),
     };
     test_timeout(120);
     return cmocka_run_group_tests(tests, NULL, NULL);
