@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define DEFAULT_BIND "127.0.0.1:8080"
@@ -180,6 +181,50 @@ static const time_var time_vars[] = {
     {"PGOF_SHUTDOWN_GRACE", 10000, offsetof(config, shutdown_grace_ms)},
 };
 
+/*
+ * A submit job spends about as long blocked in fsync as it runs on a CPU, and
+ * the serial commit holds a thread of its own: with libuv's default of 4
+ * threads two CPUs sat partly idle under load. 4 per CPU measured best for
+ * throughput while /healthz stayed under its latency target
+ * (docs/performance.md, fourth round of "Optimisations").
+ */
+unsigned config_default_worker_threads(void) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    if (cpus > 16)
+        cpus = 16;
+    return (unsigned)cpus * 4;
+}
+
+static int load_worker_threads(config *cfg, char *err, size_t errlen) {
+    const char *s = getenv("PGOF_WORKER_THREADS");
+    const char *uv = getenv("UV_THREADPOOL_SIZE");
+    if (s == NULL || s[0] == '\0') {
+        if (uv != NULL && uv[0] != '\0') {
+            /* The operator set libuv's own variable: it stands. Reported as
+             * libuv reads it (atoi, then at least 1 and at most 1024). */
+            int n = atoi(uv);
+            cfg->worker_threads = n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+            cfg->worker_threads_set = 0;
+            return 0;
+        }
+        cfg->worker_threads = config_default_worker_threads();
+        cfg->worker_threads_set = 1;
+        return 0;
+    }
+    uint64_t n;
+    if (config_parse_size(s, &n) != 0 || strspn(s, "0123456789") != strlen(s) || n < 1 ||
+        n > 1024) {
+        snprintf(err, errlen, "PGOF_WORKER_THREADS=\"%s\": must be a whole number from 1 to 1024",
+                 s);
+        return UV_EINVAL;
+    }
+    cfg->worker_threads = (unsigned)n;
+    cfg->worker_threads_set = 1;
+    return 0;
+}
+
 int config_load(config *cfg, char *err, size_t errlen) {
     char why[256];
     memset(cfg, 0, sizeof *cfg);
@@ -248,7 +293,7 @@ int config_load(config *cfg, char *err, size_t errlen) {
                  ret);
         return UV_EINVAL;
     }
-    return 0;
+    return load_worker_threads(cfg, err, errlen);
 }
 
 void config_describe(const config *cfg, char *out, size_t outsz) {
@@ -259,7 +304,7 @@ void config_describe(const config *cfg, char *out, size_t outsz) {
              "bind=%s directory=%s submit_keys=%s merge_keys=%s max_body=%llu "
              "max_profile=%llu max_profile_memory=%llu max_header_bytes=%llu max_headers=%llu max_connections=%llu "
              "idle_timeout=%.3fs request_timeout=%.3fs shutdown_grace=%.3fs log_level=%s "
-             "metrics_auth=%s retention=%s",
+             "metrics_auth=%s retention=%s worker_threads=%u",
              cfg->bind_address, cfg->directory, cfg->submit_keys_file, cfg->merge_keys_file,
              (unsigned long long)cfg->max_body_bytes,
              (unsigned long long)cfg->max_profile_bytes,
@@ -267,5 +312,6 @@ void config_describe(const config *cfg, char *out, size_t outsz) {
              (unsigned long long)cfg->max_header_bytes, (unsigned long long)cfg->max_headers,
              (unsigned long long)cfg->max_connections, cfg->idle_timeout_ms / 1000.0,
              cfg->request_timeout_ms / 1000.0, cfg->shutdown_grace_ms / 1000.0,
-             log_level_name(cfg->log_level), cfg->metrics_need_key ? "merge" : "none", ret);
+             log_level_name(cfg->log_level), cfg->metrics_need_key ? "merge" : "none", ret,
+             cfg->worker_threads);
 }

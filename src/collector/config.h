@@ -42,7 +42,16 @@ typedef struct config {
     int log_level;                 /* PGOF_LOG_LEVEL */
     int metrics_need_key;          /* PGOF_METRICS_AUTH: none|merge */
     uint64_t retention_ms;         /* PGOF_RETENTION (e.g. 30d); 0 = off */
+    /* PGOF_WORKER_THREADS, resolved: the size of libuv's threadpool. When
+     * worker_threads_set is 0 the variable was unset and UV_THREADPOOL_SIZE
+     * was set, and libuv's own reading of it stands. */
+    unsigned worker_threads;
+    int worker_threads_set;
 } config;
+
+/* The threadpool size when neither variable is set: 4 per online CPU, at
+ * least 4 and at most 64. */
+unsigned config_default_worker_threads(void);
 
 /*
  * Fills cfg from the environment. Returns 0, or UV_EINVAL with one line in

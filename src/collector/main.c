@@ -83,6 +83,13 @@ int main(void) {
         return 1;
     }
     log_level = cfg.log_level;
+    /* libuv sizes its threadpool from this variable when the first work is
+     * queued, which is after this point. */
+    if (cfg.worker_threads_set) {
+        char n[16];
+        snprintf(n, sizeof n, "%u", cfg.worker_threads);
+        setenv("UV_THREADPOOL_SIZE", n, 1);
+    }
     if (prepare_directory(cfg.directory, err, sizeof err) != 0) {
         LOG(LOG_ERROR, "configuration: %s", err);
         return 1;

@@ -37,6 +37,8 @@ def run_expect_fail(tmp_path, env):
     ("PGOF_MAX_CONNECTIONS", "0", "between"),
     ("PGOF_LOG_LEVEL", "loud", "PGOF_LOG_LEVEL"),
     ("PGOF_METRICS_AUTH", "maybe", "none or merge"),
+    ("PGOF_WORKER_THREADS", "0", "from 1 to 1024"),
+    ("PGOF_WORKER_THREADS", "many", "from 1 to 1024"),
 ])
 def test_bad_configuration_is_one_line_and_exit_1(tmp_path, var, value, needle):
     rc, lines = run_expect_fail(tmp_path, {var: value})
@@ -85,6 +87,26 @@ def test_startup_log_has_effective_config(collector):
     for k in ("bind=127.0.0.1:0", "max_body=", "idle_timeout=", "directory="):
         assert k in log
     assert SUBMIT_KEY not in log and MERGE_KEY not in log
+
+
+def _threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+@pytest.mark.parametrize("env,want", [
+    ({"PGOF_WORKER_THREADS": "6", "UV_THREADPOOL_SIZE": "2"}, 6),
+    ({"PGOF_WORKER_THREADS": "", "UV_THREADPOOL_SIZE": "3"}, 3),
+    ({"PGOF_WORKER_THREADS": "", "UV_THREADPOOL_SIZE": ""}, 4 * min(16, os.cpu_count() or 1)),
+])
+def test_worker_threads_size_the_threadpool(make_collector, env, want):
+    """PGOF_WORKER_THREADS sets libuv's threadpool (the load at start-up
+    already ran on it, so every thread exists); unset, UV_THREADPOOL_SIZE
+    stands; with neither, 4 per CPU. The process is the loop thread plus
+    the pool."""
+    c = make_collector(env=env)
+    assert f"worker_threads={want}" in c.log()
+    assert c.submit(fixture("fib.pb.gz"))[0] == 204
+    assert _threads(c.proc.pid) == 1 + want
 
 
 def test_bind_ipv6_loopback(make_collector):

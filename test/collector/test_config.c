@@ -14,6 +14,7 @@ static const char *const vars[] = {
     "PGOF_MERGE_AUTH_KEYS_FILE", "PGOF_MAX_BODY_BYTES", "PGOF_MAX_PROFILE_BYTES",
     "PGOF_MAX_HEADER_BYTES", "PGOF_MAX_HEADERS", "PGOF_MAX_CONNECTIONS", "PGOF_IDLE_TIMEOUT",
     "PGOF_REQUEST_TIMEOUT", "PGOF_SHUTDOWN_GRACE", "PGOF_LOG_LEVEL", "PGOF_METRICS_AUTH",
+    "PGOF_WORKER_THREADS", "UV_THREADPOOL_SIZE",
 };
 
 static int clear_env(void **state) {
@@ -104,12 +105,47 @@ static void test_errors_name_the_variable(void **state) {
     assert_int_equal(cfg.log_level, LOG_DEBUG);
 }
 
+static void test_worker_threads(void **state) {
+    (void)state;
+    config cfg;
+    char err[CONFIG_ERR_MAX];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned want = (unsigned)(cpus < 1 ? 1 : cpus > 16 ? 16 : cpus) * 4;
+
+    /* Unset: 4 per CPU, and main() hands it to libuv. */
+    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.worker_threads, want);
+    assert_int_equal(cfg.worker_threads_set, 1);
+    assert_int_equal(config_default_worker_threads(), want);
+    /* libuv's own variable, set by the operator, stands. */
+    setenv("UV_THREADPOOL_SIZE", "3", 1);
+    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.worker_threads, 3);
+    assert_int_equal(cfg.worker_threads_set, 0);
+    /* Ours wins over it. */
+    setenv("PGOF_WORKER_THREADS", "12", 1);
+    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.worker_threads, 12);
+    assert_int_equal(cfg.worker_threads_set, 1);
+    static const char *const bad[] = {"0", "1025", "8K", "-1", "x", "4.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("PGOF_WORKER_THREADS", bad[i], 1);
+        assert_int_equal(config_load(&cfg, err, sizeof err), UV_EINVAL);
+        assert_non_null(strstr(err, "PGOF_WORKER_THREADS"));
+        assert_non_null(strstr(err, "from 1 to 1024"));
+    }
+    setenv("PGOF_WORKER_THREADS", "1024", 1);
+    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.worker_threads, 1024);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, clear_env),
         cmocka_unit_test_setup(test_bind_forms, clear_env),
         cmocka_unit_test_setup(test_sizes_and_seconds, clear_env),
         cmocka_unit_test_setup(test_errors_name_the_variable, clear_env),
+        cmocka_unit_test_setup(test_worker_threads, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
