@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 #include <uv.h>
 
 #define DEFAULT_BIND "127.0.0.1:8080"
@@ -189,12 +188,25 @@ static const time_var time_vars[] = {
  * (docs/performance.md, fourth round of "Optimisations").
  */
 unsigned config_default_worker_threads(void) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    /* The CPUs this process may run on (its affinity mask), and fewer when
+     * a cgroup v2 quota (docker --cpus, a Kubernetes limit) says so: a
+     * 2-CPU container on a 64-core host gets 8 threads, not 64. */
+    unsigned cpus = uv_available_parallelism();
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f != NULL) {
+        unsigned long long quota, period;
+        if (fscanf(f, "%llu %llu", &quota, &period) == 2 && period > 0) {
+            unsigned long long q = (quota + period - 1) / period;
+            if (q < cpus)
+                cpus = (unsigned)q;
+        }
+        fclose(f);
+    }
     if (cpus < 1)
         cpus = 1;
     if (cpus > 16)
         cpus = 16;
-    return (unsigned)cpus * 4;
+    return cpus * 4;
 }
 
 static int load_worker_threads(config *cfg, char *err, size_t errlen) {
@@ -203,9 +215,10 @@ static int load_worker_threads(config *cfg, char *err, size_t errlen) {
     if (s == NULL || s[0] == '\0') {
         if (uv != NULL && uv[0] != '\0') {
             /* The operator set libuv's own variable: it stands. Reported as
-             * libuv reads it (atoi, then at least 1 and at most 1024). */
-            int n = atoi(uv);
-            cfg->worker_threads = n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+             * libuv reads it: atoi into an unsigned (so -1 wraps to the
+             * cap), then 1 to 1024. */
+            unsigned n = (unsigned)atoi(uv);
+            cfg->worker_threads = n < 1 ? 1 : n > 1024 ? 1024 : n;
             cfg->worker_threads_set = 0;
             return 0;
         }

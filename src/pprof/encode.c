@@ -10,8 +10,10 @@
  * are written, then its bytes are streamed. Output goes through one 64 KiB
  * buffer into a gzip deflater and from there in 64 KiB chunks to the
  * caller's pprof_write_cb, so memory does not depend on the size of the
- * output. Samples and locations, nearly all of the bytes, are sized first,
- * then written with unchecked stores into room reserved for them at once.
+ * output (only on its largest single message, built whole in a scratch
+ * buffer when it exceeds 64 KiB). Samples and locations, nearly all of the
+ * bytes, are sized first, then written with unchecked stores into room
+ * reserved for them at once.
  *
  * Deflate: ISA-L's igzip at level 1 rather than zlib. Deflate was most of a
  * merge's encoding even at zlib's fastest level (Z_BEST_SPEED, the level

@@ -96,13 +96,22 @@ def _threads(pid):
 @pytest.mark.parametrize("env,want", [
     ({"PGOF_WORKER_THREADS": "6", "UV_THREADPOOL_SIZE": "2"}, 6),
     ({"PGOF_WORKER_THREADS": "", "UV_THREADPOOL_SIZE": "3"}, 3),
-    ({"PGOF_WORKER_THREADS": "", "UV_THREADPOOL_SIZE": ""}, 4 * min(16, os.cpu_count() or 1)),
+    ({"PGOF_WORKER_THREADS": "", "UV_THREADPOOL_SIZE": ""}, None),
 ])
 def test_worker_threads_size_the_threadpool(make_collector, env, want):
     """PGOF_WORKER_THREADS sets libuv's threadpool (the load at start-up
     already ran on it, so every thread exists); unset, UV_THREADPOOL_SIZE
     stands; with neither, 4 per CPU. The process is the loop thread plus
     the pool."""
+    if want is None:
+        cpus = len(os.sched_getaffinity(0))
+        try:
+            quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+            if quota != "max":
+                cpus = min(cpus, -(-int(quota) // int(period)))
+        except (OSError, ValueError):
+            pass
+        want = 4 * min(16, cpus)
     c = make_collector(env=env)
     assert f"worker_threads={want}" in c.log()
     assert c.submit(fixture("fib.pb.gz"))[0] == 204

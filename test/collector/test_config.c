@@ -109,19 +109,27 @@ static void test_worker_threads(void **state) {
     (void)state;
     config cfg;
     char err[CONFIG_ERR_MAX];
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned want = (unsigned)(cpus < 1 ? 1 : cpus > 16 ? 16 : cpus) * 4;
+    unsigned want = config_default_worker_threads();
 
     /* Unset: 4 per CPU, and main() hands it to libuv. */
     assert_int_equal(config_load(&cfg, err, sizeof err), 0);
     assert_int_equal(cfg.worker_threads, want);
     assert_int_equal(cfg.worker_threads_set, 1);
-    assert_int_equal(config_default_worker_threads(), want);
+    assert_true(want >= 4 && want <= 64 && want % 4 == 0);
+    assert_true(want <= 4 * uv_available_parallelism());
     /* libuv's own variable, set by the operator, stands. */
     setenv("UV_THREADPOOL_SIZE", "3", 1);
     assert_int_equal(config_load(&cfg, err, sizeof err), 0);
     assert_int_equal(cfg.worker_threads, 3);
     assert_int_equal(cfg.worker_threads_set, 0);
+    /* As libuv reads it: garbage is 1 thread, -1 wraps to the 1024 cap. */
+    setenv("UV_THREADPOOL_SIZE", "lots", 1);
+    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.worker_threads, 1);
+    setenv("UV_THREADPOOL_SIZE", "-1", 1);
+    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.worker_threads, 1024);
+    setenv("UV_THREADPOOL_SIZE", "3", 1);
     /* Ours wins over it. */
     setenv("PGOF_WORKER_THREADS", "12", 1);
     assert_int_equal(config_load(&cfg, err, sizeof err), 0);
