@@ -439,12 +439,12 @@ static void on_body_written(upload *u, int status) {
     }
     if (status < 0) {
         char why[96];
-        int code = util_disk_full(status) ? 507 : 500;
+        int code = util_storage_status(status);
         snprintf(why, sizeof why, "cannot store the upload: %s", uv_strerror(status));
         LOG(LOG_ERROR, "conn=%llu writing %s: %s", (unsigned long long)c->id,
             u->path ? u->path : "?", uv_strerror(status));
         metrics_count_reject(REJECT_STORAGE);
-        conn_send_error(c, code, why, NULL);
+        conn_send_error(c, code, why, code == 503 ? "Retry-After: 1\r\n" : NULL);
         conn_release(c);
         return;
     }

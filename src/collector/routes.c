@@ -170,21 +170,18 @@ int routes_headers(conn *c) {
     if (rc != 0) {
         metrics_count_reject(REJECT_STORAGE);
         snprintf(r->fail_buf, sizeof r->fail_buf, "cannot store the upload: %s", uv_strerror(rc));
-        return refuse(c, 500, r->fail_buf, NULL);
+        return refuse(c, util_storage_status(rc), r->fail_buf,
+                      util_storage_status(rc) == 503 ? "Retry-After: 1\r\n" : NULL);
     }
     return 0;
 }
 
 /* ---- submit -------------------------------------------------------------- */
 
-/* The answer to a failed file operation on an upload: a full disk is 507,
- * running out of descriptors or memory is overload (503, try again), the
- * rest is ours (500). */
+/* The answer to a failed file operation on an upload (util_storage_status). */
 static void storage_error(conn *c, int rc, const char *why) {
-    if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOMEM)
-        conn_send_error(c, 503, why, "Retry-After: 1\r\n");
-    else
-        conn_send_error(c, util_disk_full(rc) ? 507 : 500, why, NULL);
+    int status = util_storage_status(rc);
+    conn_send_error(c, status, why, status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 
 static void on_upload_open(upload *u, int status) {

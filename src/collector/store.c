@@ -297,10 +297,6 @@ static void load_work(store *st, store_op *op) {
            st->dir, (unsigned long long)pprof_merger_samples(st->_merger));
 }
 
-static int storage_status(int rc) {
-    return util_disk_full(rc) ? 507 : 500;
-}
-
 /* Worker: adds op's profile to the aggregate and renames its file into
  * place; the directory fsync that makes it durable is the batch's. */
 static void commit_one(store *st, store_op *op, store_op *first) {
@@ -323,7 +319,7 @@ static void commit_one(store *st, store_op *op, store_op *first) {
         /* The merger now holds a profile the directory may not: rebuild
          * the aggregate from the directory before the next answer. */
         st->_needs_load = 1;
-        op->status = storage_status(rc);
+        op->status = util_storage_status(rc);
         op->reject = REJECT_STORAGE;
         snprintf(op->reason, sizeof op->reason, "cannot store the profile: %s", err);
         op_log(first, 'E', "store: %s", err);
@@ -375,7 +371,7 @@ static void commit_batch(store *st, store_op *first) {
         if (rc == 0) {
             op->status = 204;
         } else {
-            op->status = storage_status(rc);
+            op->status = util_storage_status(rc);
             op->reject = REJECT_STORAGE;
             snprintf(op->reason, sizeof op->reason, "cannot store the profile: cannot fsync %s: %s",
                      st->dir, uv_strerror(rc));
@@ -723,10 +719,7 @@ static void submit_work(uv_work_t *w) {
         if (j->fd < 0) {
             rc = -errno;
             snprintf(err, sizeof err, "%s", uv_strerror(rc));
-            /* As when the upload creates it: out of descriptors or memory
-             * is overload, try again. */
-            j->status = (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOMEM) ? 503
-                                                                               : storage_status(rc);
+            j->status = util_storage_status(rc);
             j->reject = REJECT_STORAGE;
             snprintf(j->reason, sizeof j->reason, "cannot store the upload: %s", err);
             return;
@@ -739,7 +732,7 @@ static void submit_work(uv_work_t *w) {
         j->buf = NULL;
         if (rc != 0) {
             snprintf(err, sizeof err, "%s", uv_strerror(rc));
-            j->status = storage_status(rc);
+            j->status = util_storage_status(rc);
             j->reject = REJECT_STORAGE;
             snprintf(j->reason, sizeof j->reason, "cannot store the upload: %s", err);
             return;
@@ -801,7 +794,7 @@ static void submit_work(uv_work_t *w) {
 fail_storage:
     pprof_profile_free(j->profile);
     j->profile = NULL;
-    j->status = storage_status(rc);
+    j->status = util_storage_status(rc);
     j->reject = REJECT_STORAGE;
     snprintf(j->reason, sizeof j->reason, "cannot store the profile: %s", err);
 }

@@ -58,6 +58,12 @@ int util_disk_full(int rc) {
     return rc == -ENOSPC || rc == -EDQUOT;
 }
 
+int util_storage_status(int rc) {
+    if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM)
+        return 503;
+    return util_disk_full(rc) ? 507 : 500;
+}
+
 /*
  * The loop thread must answer within milliseconds while the pool threads
  * decode, merge and fsync at full rate. On 2 cores with 4 pool threads,

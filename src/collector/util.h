@@ -27,6 +27,12 @@ char *xstrdup(const char *s);
 /* Whether a negative uv/errno code means the disk (or quota) is full. */
 int util_disk_full(int rc);
 
+/* The HTTP status for a failed file operation on an upload (rc a negative
+ * errno): a full disk is 507, running out of descriptors or memory is
+ * overload (503, the client should try again), anything else is ours (500).
+ * Creating, writing and syncing the file all answer the same way. */
+int util_storage_status(int rc);
+
 /* Milliseconds since the Unix epoch, from the wall clock. */
 uint64_t util_now_ms(void);
 

@@ -2,7 +2,8 @@
 shim (shim/faults.c) while a flag file exists: a directory fsync that fails
 after a rename, and an input that cannot be removed after a combine
 committed. In both the rule is the ledger's: every profile answered 204 is
-counted exactly once, never twice.
+counted exactly once, never twice. And an upload whose bytes cannot be
+written is answered like one whose file cannot be created.
 """
 import os
 import signal
@@ -93,3 +94,27 @@ def test_combine_input_that_cannot_be_removed_is_never_counted_twice(make_collec
     assert status == 200, merged
     assert profile_stacks(merged) == sum_stacks([a, b, c_])
     assert "combine.journal" not in os.listdir(c.dir)
+
+
+@pytest.mark.parametrize("err,status", [("ENOMEM", 503), ("ENOSPC", 507), ("EIO", 500)])
+@pytest.mark.parametrize("size", ["buffered", "streamed"])
+def test_upload_write_failure_status(make_collector, tmp_path, shim, err, status, size):
+    """Writing an upload's bytes fails: out of memory is overload (503 with
+    Retry-After, try again), a full disk 507, anything else 500 -- the same
+    answers as when creating the file fails. A body that fits the upload's
+    64 KiB buffer is written by the submit job; a bigger one streams to the
+    file as it arrives. Nothing is stored or left behind; once writes work
+    again the same client is served."""
+    flag = str(tmp_path / "fail-write")
+    c = make_collector(env={"LD_PRELOAD": shim, "PGOF_TEST_FAIL_UPLOAD_WRITE": flag,
+                            "PGOF_TEST_FAIL_UPLOAD_WRITE_ERRNO": err})
+    body = fixture("fib.pb.gz") if size == "buffered" else os.urandom(300 * 1024)
+    open(flag, "w").close()
+    got, headers, reason = c.submit(body)
+    assert got == status, (got, reason)
+    assert b"cannot store the upload" in reason, reason
+    assert (headers.get("retry-after") is not None) == (status == 503), headers
+    wait_for(lambda: c.temps() == [], 10, "the temporary file to go")
+    assert c.stored() == []
+    os.unlink(flag)
+    assert c.submit(fixture("fib.pb.gz"))[0] == 204
