@@ -225,7 +225,8 @@ static void on_submitted(void *arg, int status, const char *reason) {
         if (status == 204)
             conn_send(c, 204, NULL, NULL, NULL, 0, NULL, NULL);
         else
-            conn_send_error(c, status, reason, status == 503 ? "Retry-After: 5\r\n" : NULL);
+            /* 503 here is overload (memory, descriptors): soon is fine. */
+            conn_send_error(c, status, reason, status == 503 ? "Retry-After: 1\r\n" : NULL);
     }
     conn_release(c);
 }
