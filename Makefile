@@ -62,9 +62,9 @@ LIBCOLLECTOR := $(BUILD)/libcollector.a
 COLLECTOR    := $(BUILD)/pgof-collector
 CLI          := $(BUILD)/pgof
 
-LIBS_PPROF     := -lisal -lz -lm
-LIBS_COLLECTOR := -luv -lisal -lz -lm
-LIBS_CLI       := -lcurl -lisal -lz -lm
+LIBS_PPROF     := -lz -lm
+LIBS_COLLECTOR := -luv -lz -lm
+LIBS_CLI       := -lcurl -lz -lm
 
 TARGETS := $(COLLECTOR)
 ifneq ($(wildcard src/cli/main.c),)
@@ -125,7 +125,7 @@ $(CLI): $(call obj,src/cli/main.c $(CLI_SRCS)) $(LIBPPROF)
 HAVE_LIBDW := $(shell printf '\043include <elfutils/libdwfl.h>\nint main(void){return dwfl_begin(0)!=0;}\n' | \
 	$(CC) -x c - -ldw -o /dev/null 2>/dev/null && echo 1)
 EMBEDDED_DEFS := $(if $(HAVE_LIBDW),-DPGOF_HAVE_LIBDW)
-LIBS_EMBEDDED := -lcurl $(if $(HAVE_LIBDW),-ldw) -lisal -lz -lm
+LIBS_EMBEDDED := -lcurl $(if $(HAVE_LIBDW),-ldw) -lz -lm
 LIBPGOF_A   := $(BUILD)/libpgof.a
 LIBPGOF_SO  := $(BUILD)/libpgof.so
 PGOF_LIBSRCS := $(EMBEDDED_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
@@ -255,11 +255,11 @@ FUZZ_SECONDS ?= 300
 
 build/fuzz/fuzz_pprof: test/fuzz/fuzz_pprof.c $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -lisal -lz -lm
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -lz -lm
 
 build/fuzz/fuzz_http: test/fuzz/fuzz_http.c $(COLLECTOR_SRCS) $(LLHTTP_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -luv -lisal -lz -lm
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -luv -lz -lm
 
 fuzz-build: $(FUZZ_BINS)
 .PHONY: fuzz-build
@@ -305,7 +305,7 @@ proto:
 	cd proto && nanopb_generator.py -q -D ../src/pprof/gen -f profile.options profile.proto
 
 # ---- set-up: Debian packages ---------------------------------------------
-BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libisal-dev libcurl4-openssl-dev libdw-dev
+BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libcurl4-openssl-dev libdw-dev
 TEST_PKGS  := libcmocka-dev python3 python3-pytest golang-go clang libclang-rt-14-dev \
 	nginx-light curl python3-yaml systemd
 

@@ -8,20 +8,21 @@
  * size first anyway (it encodes it twice through a sizing stream). Here each
  * submessage's size is computed directly from its fields, its tag and length
  * are written, then its bytes are streamed. Output goes through one 64 KiB
- * buffer into a gzip deflater and from there in 64 KiB chunks to the
+ * buffer into zlib's deflate (gzip wrapper) and from there in 64 KiB chunks to the
  * caller's pprof_write_cb, so memory does not depend on the size of the
  * output (only on its largest single message, built whole in a scratch
  * buffer when it exceeds 64 KiB). Samples and locations, nearly all of the
  * bytes, are sized first, then written with unchecked stores into room
  * reserved for them at once.
  *
- * Deflate: ISA-L's igzip at level 1 rather than zlib. Deflate was most of a
- * merge's encoding even at zlib's fastest level (Z_BEST_SPEED, the level
- * Go's runtime/pprof uses); igzip level 1 deflates the same merged profile
- * 4.4x faster for output about 6% bigger (docs/performance.md). A merged
- * profile is answered fresh after every change of the aggregate, so the
- * time matters more than the last few percent of size. Decoding still uses
- * zlib: it is already near the cost of the protobuf work around it.
+ * Compression level: Z_BEST_SPEED, the level Go's runtime/pprof writes
+ * profiles with. On the 1,000-profile benchmark level 6 made the output 21%
+ * smaller but the whole merge 25% slower (deflate was the largest single
+ * cost); a merged profile is written far less often than profiles arrive.
+ * ISA-L's igzip deflated 4.4x faster but its output bytes varied between
+ * encodes of the same aggregate in one process (docs/performance.md):
+ * equal inputs must give equal bytes, for build caches and reproducible
+ * builds keyed on the profile file.
  *
  * Compaction: only what a sample with a non-zero value reaches is written
  * (pprof's Merge drops zero samples and garbage-collects the rest), plus the
@@ -33,8 +34,7 @@
  * Threads: reads the merger only; the caller serialises merger calls.
  */
 #include <string.h>
-
-#include <isa-l/igzip_lib.h>
+#include <zlib.h>
 
 #include "pprof/internal.h"
 
@@ -44,8 +44,8 @@ typedef struct enc {
     const pprof_merger *m;
     pprof_write_cb cb;
     void *ctx;
-    struct isal_zstream *z;
-    uint8_t *level_buf;  /* igzip's level 1 hash tables */
+    z_stream z;
+    bool z_init;
     uint8_t *buf, *out;  /* protobuf bytes pending deflate; deflate output */
     size_t n;
     uint8_t *big;        /* a message larger than buf is built here */
@@ -59,26 +59,25 @@ typedef struct enc {
 
 /* ---- output ------------------------------------------------------------ */
 
-/* Deflates buf; last finishes the gzip stream (trailer included). */
-static int deflate_some(enc *e, bool last)
+/* Deflates buf; flush Z_FINISH ends the gzip stream (trailer included). */
+static int deflate_some(enc *e, int flush)
 {
-    struct isal_zstream *z = e->z;
+    int zr;
 
-    z->next_in = e->buf;
-    z->avail_in = (uint32_t)e->n;
-    z->end_of_stream = last;
+    e->z.next_in = e->buf;
+    e->z.avail_in = (uInt)e->n;
     do {
         size_t have;
-        z->next_out = e->out;
-        z->avail_out = BUF_SIZE;
-        if (isal_deflate(z) != COMP_OK)
+        e->z.next_out = e->out;
+        e->z.avail_out = BUF_SIZE;
+        zr = deflate(&e->z, flush);
+        if (zr == Z_STREAM_ERROR)
             return pprof__fail(e->err, PPROF_EWRITE, "deflate failed");
-        have = BUF_SIZE - z->avail_out;
+        have = BUF_SIZE - e->z.avail_out;
         if (have && e->cb(e->ctx, e->out, have) != 0)
             return pprof__fail(e->err, PPROF_EWRITE,
                                "the output sink refused %zu bytes", have);
-    } while (z->avail_in || z->avail_out == 0 ||
-             (last && z->internal_state.state != ZSTATE_END));
+    } while (e->z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
     e->n = 0;
     return 0;
 }
@@ -96,7 +95,7 @@ static inline void put_bytes(enc *e, const void *p, size_t len)
         b += take;
         len -= take;
         if (e->n == BUF_SIZE)
-            e->rc = deflate_some(e, false);
+            e->rc = deflate_some(e, Z_NO_FLUSH);
     }
 }
 
@@ -165,7 +164,7 @@ static uint8_t *begin_message(enc *e, size_t len)
     if (e->rc)
         return NULL;
     if (len <= BUF_SIZE) {
-        if (BUF_SIZE - e->n < len && (e->rc = deflate_some(e, false)) != 0)
+        if (BUF_SIZE - e->n < len && (e->rc = deflate_some(e, Z_NO_FLUSH)) != 0)
             return NULL;
         return e->buf + e->n;
     }
@@ -496,26 +495,24 @@ int pprof_merger_write(const pprof_merger *m, pprof_write_cb cb, void *ctx,
         rc = pprof__fail(err, PPROF_ENOMEM, "out of memory encoding the aggregate");
         goto cleanup;
     }
-    e.z = pprof__malloc(sizeof(*e.z));
-    e.level_buf = pprof__malloc(ISAL_DEF_LVL1_DEFAULT);
-    if (!e.z || !e.level_buf) {
+    e.z.zalloc = pprof__zalloc;
+    e.z.zfree = pprof__zfree;
+    /* 16 + MAX_WBITS: write a gzip wrapper (zlib's documented convention). */
+    if (deflateInit2(&e.z, Z_BEST_SPEED, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
         rc = pprof__fail(err, PPROF_ENOMEM, "out of memory starting deflate");
         goto cleanup;
     }
-    isal_deflate_init(e.z);
-    e.z->level = 1;
-    e.z->level_buf = e.level_buf;
-    e.z->level_buf_size = ISAL_DEF_LVL1_DEFAULT;
-    e.z->gzip_flag = IGZIP_GZIP; /* gzip header and trailer, as runtime/pprof */
+    e.z_init = true;
     renumber(&e);
     put_profile(&e);
     if ((rc = e.rc))
         goto cleanup;
-    rc = deflate_some(&e, true);
+    rc = deflate_some(&e, Z_FINISH);
 cleanup:
+    if (e.z_init)
+        deflateEnd(&e.z);
     pprof__free(e.big);
-    pprof__free(e.level_buf);
-    pprof__free(e.z);
     pprof__free(e.live);
     pprof__free(e.str_id);
     pprof__free(e.map_id);
