@@ -30,7 +30,9 @@ VALGRIND = ["valgrind", "--tool=memcheck", "--leak-check=full",
 
 
 def main():
-    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "pgof-collector")
+    # Absolute: the collector runs in its scratch directory.
+    binary = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(
+        ROOT, "build", "pgof-collector")
     with tempfile.TemporaryDirectory(prefix="pgof-memcheck-") as tmp:
         c = Collector(tmp, env=H.ENV)
         c.runs = 1
