@@ -225,7 +225,8 @@ static void on_submitted(void *arg, int status, const char *reason) {
         if (status == 204)
             conn_send(c, 204, NULL, NULL, NULL, 0, NULL, NULL);
         else
-            /* 503 here is overload (memory, descriptors): soon is fine. */
+            /* 503 on a submit: out of memory or descriptors, or a store that
+             * could not load; the next profile may try again soon. */
             conn_send_error(c, status, reason, status == 503 ? "Retry-After: 1\r\n" : NULL);
     }
     conn_release(c);
