@@ -238,6 +238,18 @@ static int load_worker_threads(config *cfg, char *err, size_t errlen) {
     return 0;
 }
 
+static int load_worker_nice(config *cfg, char *err, size_t errlen) {
+    const char *s = getenv("PGOF_WORKER_NICE");
+    uint64_t n = 5;
+    if (s != NULL && s[0] != '\0' &&
+        (config_parse_size(s, &n) != 0 || strspn(s, "0123456789") != strlen(s) || n > 19)) {
+        snprintf(err, errlen, "PGOF_WORKER_NICE=\"%s\": must be a whole number from 0 to 19", s);
+        return UV_EINVAL;
+    }
+    cfg->worker_nice = (int)n;
+    return 0;
+}
+
 int config_load(config *cfg, char *err, size_t errlen) {
     char why[256];
     memset(cfg, 0, sizeof *cfg);
@@ -306,7 +318,8 @@ int config_load(config *cfg, char *err, size_t errlen) {
                  ret);
         return UV_EINVAL;
     }
-    return load_worker_threads(cfg, err, errlen);
+    int rc = load_worker_threads(cfg, err, errlen);
+    return rc != 0 ? rc : load_worker_nice(cfg, err, errlen);
 }
 
 void config_describe(const config *cfg, char *out, size_t outsz) {
@@ -317,7 +330,7 @@ void config_describe(const config *cfg, char *out, size_t outsz) {
              "bind=%s directory=%s submit_keys=%s merge_keys=%s max_body=%llu "
              "max_profile=%llu max_profile_memory=%llu max_header_bytes=%llu max_headers=%llu max_connections=%llu "
              "idle_timeout=%.3fs request_timeout=%.3fs shutdown_grace=%.3fs log_level=%s "
-             "metrics_auth=%s retention=%s worker_threads=%u",
+             "metrics_auth=%s retention=%s worker_threads=%u worker_nice=%d",
              cfg->bind_address, cfg->directory, cfg->submit_keys_file, cfg->merge_keys_file,
              (unsigned long long)cfg->max_body_bytes,
              (unsigned long long)cfg->max_profile_bytes,
@@ -326,5 +339,5 @@ void config_describe(const config *cfg, char *out, size_t outsz) {
              (unsigned long long)cfg->max_connections, cfg->idle_timeout_ms / 1000.0,
              cfg->request_timeout_ms / 1000.0, cfg->shutdown_grace_ms / 1000.0,
              log_level_name(cfg->log_level), cfg->metrics_need_key ? "merge" : "none", ret,
-             cfg->worker_threads);
+             cfg->worker_threads, cfg->worker_nice);
 }

@@ -47,6 +47,7 @@ typedef struct config {
      * was set, and libuv's own reading of it stands. */
     unsigned worker_threads;
     int worker_threads_set;
+    int worker_nice;               /* PGOF_WORKER_NICE: 0-19, default 5 */
 } config;
 
 /* The threadpool size when neither variable is set: 4 per online CPU, at

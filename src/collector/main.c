@@ -14,6 +14,7 @@
 #include "collector/log.h"
 #include "collector/server.h"
 #include "collector/store.h"
+#include "collector/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +86,7 @@ int main(void) {
     log_level = cfg.log_level;
     /* libuv sizes its threadpool from this variable when the first work is
      * queued, which is after this point. */
+    util_pool_nice_delta = cfg.worker_nice;
     if (cfg.worker_threads_set) {
         char n[16];
         snprintf(n, sizeof n, "%u", cfg.worker_threads);

@@ -66,15 +66,17 @@ int util_storage_status(int rc) {
 
 /*
  * The loop thread must answer within milliseconds while the pool threads
- * decode, merge and fsync at full rate. On 2 cores with 4 pool threads,
- * a loop thread that wakes waits for a time slice behind them; a nice
- * value 10 above the process's lets the scheduler run it first. The pool
- * still gets all the CPU the loop leaves (docs/performance.md, loop
- * responsiveness: /healthz p99 13.2 -> 8.0 ms, submits/s unchanged).
- * libuv's own fs requests run on the same threads, so a thread runs them
- * at normal priority only until it first runs one of our jobs.
+ * decode, merge and fsync at full rate. On 2 cores a loop thread that wakes
+ * waits for a time slice behind them; a higher nice value on the pool lets
+ * the scheduler run it first, and the pool still gets all the CPU the loop
+ * leaves. But the pool then also yields to every other process on the
+ * machine: with two busy loops beside it, submits fell to 670/s at +10 and
+ * 1,258/s at +5. +5 keeps /healthz p99 under load below 5 ms
+ * (docs/performance.md, fourth round). libuv's own fs requests run on the
+ * same threads, so a thread runs them at normal priority only until it
+ * first runs one of our jobs.
  */
-#define POOL_NICE_DELTA 10
+int util_pool_nice_delta = 5;
 
 void util_pool_thread_init(void) {
     static __thread int done;
@@ -86,7 +88,9 @@ void util_pool_thread_init(void) {
     int nice = getpriority(PRIO_PROCESS, (id_t)tid);
     if (nice == -1 && errno != 0)
         return;
-    nice = nice + POOL_NICE_DELTA > 19 ? 19 : nice + POOL_NICE_DELTA;
+    if (util_pool_nice_delta <= 0)
+        return;
+    nice = nice + util_pool_nice_delta > 19 ? 19 : nice + util_pool_nice_delta;
     /* Raising one's own nice value needs no privilege; a failure only
      * leaves the thread where it was. */
     (void)setpriority(PRIO_PROCESS, (id_t)tid, nice);

@@ -44,4 +44,8 @@ uint64_t util_now_ms(void);
  */
 void util_pool_thread_init(void);
 
+/* How much nicer than the process pool threads make themselves (set once by
+ * main before the pool starts; PGOF_WORKER_NICE, 5 by default). */
+extern int util_pool_nice_delta;
+
 #endif /* COLLECTOR_UTIL_H */

@@ -39,6 +39,7 @@ def run_expect_fail(tmp_path, env):
     ("PGOF_METRICS_AUTH", "maybe", "none or merge"),
     ("PGOF_WORKER_THREADS", "0", "from 1 to 1024"),
     ("PGOF_WORKER_THREADS", "many", "from 1 to 1024"),
+    ("PGOF_WORKER_NICE", "20", "from 0 to 19"),
 ])
 def test_bad_configuration_is_one_line_and_exit_1(tmp_path, var, value, needle):
     rc, lines = run_expect_fail(tmp_path, {var: value})
@@ -116,6 +117,36 @@ def test_worker_threads_size_the_threadpool(make_collector, env, want):
     assert f"worker_threads={want}" in c.log()
     assert c.submit(fixture("fib.pb.gz"))[0] == 204
     assert _threads(c.proc.pid) == 1 + want
+
+
+def _nices(pid):
+    """The nice value of each of the process's threads (field 19 of stat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[16])
+    return out
+
+
+@pytest.mark.parametrize("value,delta", [(None, 5), ("0", 0), ("12", 12)])
+def test_worker_nice(make_collector, value, delta):
+    """Worker threads that ran a job of ours run PGOF_WORKER_NICE (5 by
+    default) nicer than the process; the loop thread keeps the process's."""
+    env = {"PGOF_WORKER_THREADS": "2"}
+    if value is not None:
+        env["PGOF_WORKER_NICE"] = value
+    c = make_collector(env=env)
+    assert f"worker_nice={delta}" in c.log()
+    body = fixture("fib.pb.gz")
+    threads = [threading.Thread(target=c.submit, args=(body,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    nices = _nices(c.proc.pid)
+    base = nices.pop(c.proc.pid)
+    assert set(nices.values()) <= {base, min(19, base + delta)}, nices
+    assert min(19, base + delta) in nices.values(), nices
 
 
 def test_bind_ipv6_loopback(make_collector):

@@ -14,7 +14,7 @@ static const char *const vars[] = {
     "PGOF_MERGE_AUTH_KEYS_FILE", "PGOF_MAX_BODY_BYTES", "PGOF_MAX_PROFILE_BYTES",
     "PGOF_MAX_HEADER_BYTES", "PGOF_MAX_HEADERS", "PGOF_MAX_CONNECTIONS", "PGOF_IDLE_TIMEOUT",
     "PGOF_REQUEST_TIMEOUT", "PGOF_SHUTDOWN_GRACE", "PGOF_LOG_LEVEL", "PGOF_METRICS_AUTH",
-    "PGOF_WORKER_THREADS", "UV_THREADPOOL_SIZE",
+    "PGOF_WORKER_THREADS", "UV_THREADPOOL_SIZE", "PGOF_WORKER_NICE",
 };
 
 static int clear_env(void **state) {
@@ -105,46 +105,59 @@ static void test_errors_name_the_variable(void **state) {
     assert_int_equal(cfg.log_level, LOG_DEBUG);
 }
 
-static void test_worker_threads(void **state) {
-    (void)state;
+/* Sets var to value (NULL: leaves the environment) and loads, which must work. */
+static config load_ok(const char *var, const char *value) {
     config cfg;
     char err[CONFIG_ERR_MAX];
+    if (var != NULL)
+        setenv(var, value, 1);
+    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
+    return cfg;
+}
+
+/* Every value in bad[] stops config_load with a line naming var and needle. */
+static void assert_refused(const char *var, const char *const *bad, size_t n,
+                           const char *needle) {
+    config cfg;
+    char err[CONFIG_ERR_MAX];
+    for (size_t i = 0; i < n; i++) {
+        setenv(var, bad[i], 1);
+        assert_int_equal(config_load(&cfg, err, sizeof err), UV_EINVAL);
+        assert_non_null(strstr(err, var));
+        assert_non_null(strstr(err, needle));
+    }
+}
+
+static void test_worker_threads(void **state) {
+    (void)state;
     unsigned want = config_default_worker_threads();
 
     /* Unset: 4 per CPU, and main() hands it to libuv. */
-    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
-    assert_int_equal(cfg.worker_threads, want);
-    assert_int_equal(cfg.worker_threads_set, 1);
+    assert_int_equal(load_ok(NULL, NULL).worker_threads, want);
+    assert_int_equal(load_ok(NULL, NULL).worker_threads_set, 1);
     assert_true(want >= 4 && want <= 64 && want % 4 == 0);
     assert_true(want <= 4 * uv_available_parallelism());
-    /* libuv's own variable, set by the operator, stands. */
-    setenv("UV_THREADPOOL_SIZE", "3", 1);
-    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
-    assert_int_equal(cfg.worker_threads, 3);
-    assert_int_equal(cfg.worker_threads_set, 0);
-    /* As libuv reads it: garbage is 1 thread, -1 wraps to the 1024 cap. */
-    setenv("UV_THREADPOOL_SIZE", "lots", 1);
-    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
-    assert_int_equal(cfg.worker_threads, 1);
-    setenv("UV_THREADPOOL_SIZE", "-1", 1);
-    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
-    assert_int_equal(cfg.worker_threads, 1024);
-    setenv("UV_THREADPOOL_SIZE", "3", 1);
+    /* libuv's own variable, set by the operator, stands... */
+    assert_int_equal(load_ok("UV_THREADPOOL_SIZE", "3").worker_threads, 3);
+    assert_int_equal(load_ok(NULL, NULL).worker_threads_set, 0);
+    /* ...as libuv reads it: garbage is 1 thread, -1 wraps to the 1024 cap. */
+    assert_int_equal(load_ok("UV_THREADPOOL_SIZE", "lots").worker_threads, 1);
+    assert_int_equal(load_ok("UV_THREADPOOL_SIZE", "-1").worker_threads, 1024);
     /* Ours wins over it. */
-    setenv("PGOF_WORKER_THREADS", "12", 1);
-    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
-    assert_int_equal(cfg.worker_threads, 12);
-    assert_int_equal(cfg.worker_threads_set, 1);
+    assert_int_equal(load_ok("PGOF_WORKER_THREADS", "12").worker_threads, 12);
+    assert_int_equal(load_ok(NULL, NULL).worker_threads_set, 1);
+    assert_int_equal(load_ok("PGOF_WORKER_THREADS", "1024").worker_threads, 1024);
     static const char *const bad[] = {"0", "1025", "8K", "-1", "x", "4.5"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        setenv("PGOF_WORKER_THREADS", bad[i], 1);
-        assert_int_equal(config_load(&cfg, err, sizeof err), UV_EINVAL);
-        assert_non_null(strstr(err, "PGOF_WORKER_THREADS"));
-        assert_non_null(strstr(err, "from 1 to 1024"));
-    }
-    setenv("PGOF_WORKER_THREADS", "1024", 1);
-    assert_int_equal(config_load(&cfg, err, sizeof err), 0);
-    assert_int_equal(cfg.worker_threads, 1024);
+    assert_refused("PGOF_WORKER_THREADS", bad, sizeof bad / sizeof bad[0], "from 1 to 1024");
+}
+
+static void test_worker_nice(void **state) {
+    (void)state;
+    assert_int_equal(load_ok(NULL, NULL).worker_nice, 5);
+    assert_int_equal(load_ok("PGOF_WORKER_NICE", "0").worker_nice, 0);
+    assert_int_equal(load_ok("PGOF_WORKER_NICE", "19").worker_nice, 19);
+    static const char *const bad[] = {"20", "-1", "x", "5K", "1.5"};
+    assert_refused("PGOF_WORKER_NICE", bad, sizeof bad / sizeof bad[0], "from 0 to 19");
 }
 
 int main(void) {
@@ -154,6 +167,7 @@ int main(void) {
         cmocka_unit_test_setup(test_sizes_and_seconds, clear_env),
         cmocka_unit_test_setup(test_errors_name_the_variable, clear_env),
         cmocka_unit_test_setup(test_worker_threads, clear_env),
+        cmocka_unit_test_setup(test_worker_nice, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
