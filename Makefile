@@ -214,6 +214,10 @@ $(BUILD)/test/collector/%: test/collector/%.c $(LIBCOLLECTOR) $(LIBPPROF) $(BUIL
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBCOLLECTOR) $(LIBPPROF) -lcmocka $(LIBS_COLLECTOR)
 
+$(BUILD)/test/common/%: test/common/%.c $(LIBPPROF) $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPPROF) -lcmocka $(LIBS_PPROF)
+
 $(BUILD)/test/cli/%: test/cli/%.c $(LIBPPROF) $(BUILD)/.flags
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPPROF) -lcmocka $(LIBS_CLI)

@@ -13,6 +13,7 @@
 #include "collector/routes.h"
 #include "collector/server.h"
 #include "collector/util.h"
+#include "common/quote.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -190,7 +191,7 @@ static void log_request(conn *c) {
     const char *method = c->req.method >= 0
                              ? llhttp_method_name((llhttp_method_t)c->req.method)
                              : "-";
-    log_escape(c->req.url, c->req.url_len, 200, path, sizeof path);
+    quote_bytes(path, sizeof path, c->req.url, c->req.url_len, 200);
     uint64_t ms = c->req.start_ms ? uv_now(c->server->loop) - c->req.start_ms : 0;
     LOG(LOG_INFO, "conn=%llu peer=%s \"%s %s\" status=%d bytes_in=%llu bytes_out=%llu ms=%llu%s%s",
         (unsigned long long)c->id, c->peer, method, c->req.url_len ? path : "-", c->req.status,

@@ -10,8 +10,8 @@
  * from start-up code never interleave. Only the loop thread and start-up code
  * log; threadpool workers leave their message in their job instead.
  *
- * Client bytes quoted in a log line go through log_escape(), which truncates
- * and escapes them. Keys are never passed to the logger.
+ * Client bytes quoted in a log line go through quote_bytes()
+ * (common/quote.h), which truncates and escapes them. Keys are never passed to the logger.
  */
 #ifndef COLLECTOR_LOG_H
 #define COLLECTOR_LOG_H
@@ -41,13 +41,5 @@ void log__write(int level, const char *fmt, ...)
         if ((level) <= log_level)                                              \
             log__write((level), __VA_ARGS__);                                  \
     } while (0)
-
-/*
- * Copies at most max bytes of s (length len) into out (size outsz) with
- * quotes, backslashes, control and non-ASCII bytes written as \xNN, and a
- * trailing "..." when s was cut. Always NUL-terminates; returns out.
- */
-char *log_escape(const char *s, size_t len, size_t max, char *out,
-                 size_t outsz);
 
 #endif /* COLLECTOR_LOG_H */

@@ -106,13 +106,6 @@ static inline void *pprof__slice(const pprof__vec *v, size_t size, size_t off)
 int pprof__fail(pprof_error *err, int code, const char *fmt, ...)
     PPROF__PRINTF(3, 4);
 
-/*
- * Copies at most max bytes of untrusted s into out (size outsz) as printable
- * ASCII, escaping anything else as \xNN and marking truncation with "...".
- * Returns out.
- */
-char *pprof__quote(char *out, size_t outsz, const char *s, size_t len,
-                   size_t max);
 
 /* ---- hashing ------------------------------------------------------------ */
 

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/quote.h"
 #include "pprof/internal.h"
 
 /* ---- hash table ----------------------------------------------------------- */
@@ -560,8 +561,8 @@ static void describe_types(char *out, size_t outsz, const pprof_profile *p)
         const char *ts = pprof__str(p, st[i].type, &tl);
         const char *us = pprof__str(p, st[i].unit, &ul);
         int w = snprintf(out + o, outsz - o, "%s%s/%s", i ? " " : "",
-                         pprof__quote(t, sizeof(t), ts, tl, 16),
-                         pprof__quote(u, sizeof(u), us, ul, 16));
+                         quote_bytes(t, sizeof(t), ts, tl, 16),
+                         quote_bytes(u, sizeof(u), us, ul, 16));
         if (w < 0)
             break;
         o += (size_t)w;
@@ -586,10 +587,10 @@ static int check_compatible(const pprof_merger *m, const pprof_profile *p,
         const char *mu = pprof__mstr_at(m, m->period_unit, &mul);
         return pprof__fail(err, PPROF_EINCOMPAT,
                            "incompatible profiles: period type %s/%s, the aggregate has %s/%s",
-                           pprof__quote(t, sizeof(t), ts, tl, 16),
-                           pprof__quote(u, sizeof(u), us, ul, 16),
-                           pprof__quote(t2, sizeof(t2), mt, mtl, 16),
-                           pprof__quote(u2, sizeof(u2), mu, mul, 16));
+                           quote_bytes(t, sizeof(t), ts, tl, 16),
+                           quote_bytes(u, sizeof(u), us, ul, 16),
+                           quote_bytes(t2, sizeof(t2), mt, mtl, 16),
+                           quote_bytes(u2, sizeof(u2), mu, mul, 16));
     }
     if (p->sample_types.n * 2 != m->sample_types.n)
         goto differ;

@@ -138,34 +138,6 @@ int pprof__fail(pprof_error *err, int code, const char *fmt, ...)
     return code;
 }
 
-char *pprof__quote(char *out, size_t outsz, const char *s, size_t len,
-                   size_t max)
-{
-    size_t o = 0, i;
-
-    if (outsz == 0)
-        return out;
-    for (i = 0; i < len && i < max; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
-            if (o + 1 >= outsz)
-                break;
-            out[o++] = (char)c;
-        } else {
-            if (o + 4 >= outsz)
-                break;
-            snprintf(out + o, outsz - o, "\\x%02x", c);
-            o += 4;
-        }
-    }
-    if (i < len && o + 3 < outsz) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 uint64_t pprof__hash_bytes(const void *p, size_t n, uint64_t seed)
 {
     const unsigned char *b = p;

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/quote.h"
 #include "pprof/internal.h"
 
 /* ---- id -> index map ---------------------------------------------------- */
@@ -176,7 +177,7 @@ static int check_header(const pprof_profile *p, pprof_error *err)
         const char *s = pprof__str(p, 0, &len);
         return pprof__fail(err, PPROF_EINVALID,
                            "string table entry 0 is \"%s\", not the empty string",
-                           pprof__quote(q, sizeof(q), s, len, 32));
+                           quote_bytes(q, sizeof(q), s, len, 32));
     }
     for (i = 0; i < p->sample_types.n; i++) {
         snprintf(what, sizeof(what), "sample type %zu", i);
@@ -357,8 +358,8 @@ static const char *vt_str(const pprof_profile *p, const pprof__valuetype *vt,
     const char *ts = pprof__str(p, vt->type, &tl);
     const char *us = pprof__str(p, vt->unit, &ul);
 
-    snprintf(out, outsz, "%s/%s", pprof__quote(t, sizeof(t), ts, tl, 24),
-             pprof__quote(u, sizeof(u), us, ul, 24));
+    snprintf(out, outsz, "%s/%s", quote_bytes(t, sizeof(t), ts, tl, 24),
+             quote_bytes(u, sizeof(u), us, ul, 24));
     return out;
 }
 
