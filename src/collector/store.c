@@ -529,14 +529,15 @@ static void op_work(uv_work_t *w) {
     stats(st, op);
 }
 
-/* Loop: answers a merge with options and caches its answer. */
-static void query_answer(store *st, store_op *op) {
+/* Loop: answers a merge, plain or with options, and counts it. The caller
+ * has put a newly encoded op->blob in its cache already. */
+static void merge_answer(store_op *op) {
     if (op->status == 200) {
         store_blob *b = op->blob != NULL ? op->blob : blob_ref(op->cached);
-        if (op->blob != NULL)
-            query_cache_put(&st->qcache, &op->query->opts, op->query->key, op->blob);
         g_metrics.merges++;
         g_metrics.merge_seconds_sum += op->seconds;
+        if (op->combined)
+            g_metrics.combines++;
         op->merge_cb(op->arg, 200, NULL, b);
     } else {
         if (op->status != 404)
@@ -545,6 +546,13 @@ static void query_answer(store *st, store_op *op) {
         op->merge_cb(op->arg, op->status, op->reason, NULL);
     }
     store_blob_unref(op->cached);
+}
+
+/* Loop: answers a merge with options and caches its answer. */
+static void query_answer(store *st, store_op *op) {
+    if (op->status == 200 && op->blob != NULL)
+        query_cache_put(&st->qcache, &op->query->opts, op->query->key, op->blob);
+    merge_answer(op);
     free(op->query->data);
     free(op->query);
 }
@@ -624,24 +632,11 @@ static void op_after(uv_work_t *w, int status) {
         break;
     case OP_MERGE:
     case OP_COMBINE:
-        if (op->status == 200) {
-            store_blob *b = op->blob != NULL ? op->blob : blob_ref(op->cached);
-            if (op->blob != NULL) {
-                store_blob_unref(st->cache);
-                st->cache = blob_ref(op->blob);
-            }
-            g_metrics.merges++;
-            g_metrics.merge_seconds_sum += op->seconds;
-            if (op->combined)
-                g_metrics.combines++;
-            op->merge_cb(op->arg, 200, NULL, b);
-        } else {
-            if (op->status != 404)
-                g_metrics.merge_errors++;
-            store_blob_unref(op->blob);
-            op->merge_cb(op->arg, op->status, op->reason, NULL);
+        if (op->status == 200 && op->blob != NULL) {
+            store_blob_unref(st->cache);
+            st->cache = blob_ref(op->blob);
         }
-        store_blob_unref(op->cached);
+        merge_answer(op);
         break;
     case OP_QUERY:
         query_answer(st, op);
