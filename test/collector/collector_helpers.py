@@ -130,6 +130,17 @@ class Collector:
         self.proc.wait()
         self._log.close()
 
+    def combine_until_crash(self):
+        """Asks for a combine while PGOF_TEST_CRASH_AT_STEP is set: the
+        collector must kill itself (SIGKILL) inside it."""
+        try:
+            self.merge(combine="true")
+        except Exception:
+            pass  # the connection dies with the process
+        self.proc.wait(20)
+        assert self.proc.returncode == -signal.SIGKILL
+        self._log.close()
+
     def check_clean(self):
         text = self.all_logs()
         for m in SANITIZER_MARKS:
@@ -202,6 +213,16 @@ def read_all(s):
     return out
 
 
+def _parse_head(head):
+    """The status and the lower-cased headers of a response head (bytes)."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers
+
+
 def read_response(s, buf=b"", head_only=False):
     """Reads one HTTP response from socket s; returns (status, headers, body, rest).
     head_only: the answer to a HEAD request (no body whatever its length)."""
@@ -211,12 +232,7 @@ def read_response(s, buf=b"", head_only=False):
             raise AssertionError(f"connection closed before a full head: {buf!r}")
         buf += b
     head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        k, v = line.split(":", 1)
-        headers[k.strip().lower()] = v.strip()
+    status, headers = _parse_head(head)
     n = 0 if head_only else int(headers.get("content-length", "0"))
     while len(rest) < n:
         b = s.recv(65536)
@@ -231,12 +247,7 @@ def parse_responses(data):
     out = []
     while data:
         head, rest = data.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
+        status, headers = _parse_head(head)
         n = int(headers.get("content-length", "0"))
         out.append((status, headers, rest[:n]))
         data = rest[n:]
