@@ -308,11 +308,25 @@ struct pprof_merger {
     pprof__vec values;    /* int64_t, sample_types.n / 2 per sample */
     pprof__htab smp_ht;
 
+    /*
+     * Change stamps, for an encoder that re-encodes only what changed
+     * (encode.c). version counts successful adds; group_version holds, per
+     * PPROF__SAMPLE_GROUP samples, the last version whose add changed one of
+     * them; shape_version is the last version that added a table entry or
+     * turned a sample's values to or from all zero (what renumbering reads).
+     * uid tells mergers apart, so that a stamp is never read against another.
+     */
+    uint64_t uid, version, shape_version;
+    pprof__vec group_version; /* uint64_t per sample group */
+
     /* Per-add scratch, kept to avoid reallocating for every profile. */
     pprof__vec s_str, s_func, s_map, s_mapoff, s_loc, s_smp, s_stack, s_lab,
         s_lines;
     pprof__budget budget; /* usage only (no limit) */
 };
+
+/* Samples per change stamp, and per piece of the encoder's output. */
+#define PPROF__SAMPLE_GROUP 1024u
 
 static inline const char *pprof__mstr_at(const pprof_merger *m, uint32_t id,
                                          uint32_t *len)

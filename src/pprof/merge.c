@@ -675,7 +675,7 @@ static void fold_header(pprof_merger *m, const pprof_profile *p, uint32_t defaul
 
 typedef struct snapshot {
     size_t strings, str_bytes, functions, mappings, locations, mlines, samples,
-        stacks, mlabels, values, sample_types;
+        stacks, mlabels, values, sample_types, comments, group_version;
 } snapshot;
 
 static void take_snapshot(const pprof_merger *m, snapshot *s)
@@ -691,6 +691,44 @@ static void take_snapshot(const pprof_merger *m, snapshot *s)
     s->mlabels = m->mlabels.n;
     s->values = m->values.n;
     s->sample_types = m->sample_types.n;
+    s->comments = m->comments.n;
+    s->group_version = m->group_version.n;
+}
+
+/* Did the add since snapshot s add an entry to a table the encoder renumbers? */
+static bool tables_grew(const pprof_merger *m, const snapshot *s)
+{
+    return m->strings.n != s->strings || m->functions.n != s->functions ||
+           m->mappings.n != s->mappings || m->locations.n != s->locations ||
+           m->samples.n != s->samples || m->comments.n != s->comments ||
+           m->sample_types.n != s->sample_types;
+}
+
+/* Phase 1: a change stamp for every sample group, new ones 0. */
+static int reserve_groups(pprof_merger *m)
+{
+    size_t want = (m->samples.n + PPROF__SAMPLE_GROUP - 1) / PPROF__SAMPLE_GROUP;
+    size_t more = want > m->group_version.n ? want - m->group_version.n : 0;
+    int rc;
+
+    if (!more)
+        return 0;
+    if ((rc = pprof__vec_grow(&m->group_version, sizeof(uint64_t), more, &m->budget)))
+        return rc;
+    memset(PPROF__SLICE(m->group_version, uint64_t, m->group_version.n), 0,
+           more * sizeof(uint64_t));
+    m->group_version.n = want;
+    return 0;
+}
+
+static bool all_zero(const int64_t *v, size_t n)
+{
+    size_t j;
+
+    for (j = 0; j < n; j++)
+        if (v[j])
+            return false;
+    return true;
 }
 
 static void rollback(pprof_merger *m, const snapshot *s)
@@ -707,6 +745,7 @@ static void rollback(pprof_merger *m, const snapshot *s)
     m->mlabels.n = s->mlabels;
     m->values.n = s->values;
     m->sample_types.n = s->sample_types;
+    m->group_version.n = s->group_version;
     if (m->str_ht.cap)
         ht_rebuild(&m->str_ht, &m->strings, sizeof(pprof__mstr), m->strings.n);
     if (m->func_ht.cap)
@@ -735,11 +774,13 @@ static int scratch(pprof_merger *m, pprof__vec *v, size_t n)
 
 pprof_merger *pprof_merger_new(void)
 {
+    static uint64_t last_uid;
     pprof_merger *m = pprof__calloc(1, sizeof(*m));
     uint32_t id;
 
     if (!m)
         return NULL;
+    m->uid = __atomic_add_fetch(&last_uid, 1, __ATOMIC_RELAXED);
     /* String 0 is "" so that id 0 means the empty string everywhere. */
     if (intern(m, "", 0, &id)) {
         pprof_merger_free(m);
@@ -760,6 +801,7 @@ void pprof_merger_free(pprof_merger *m)
             &m->functions, &m->mappings, &m->locations, &m->mlines, &m->samples,
             &m->stacks, &m->mlabels, &m->values, &m->s_str, &m->s_func, &m->s_map,
             &m->s_mapoff, &m->s_loc, &m->s_smp, &m->s_stack, &m->s_lab, &m->s_lines,
+            &m->group_version,
         };
         for (i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
             pprof__vec_free(vecs[i]);
@@ -777,6 +819,8 @@ int pprof_merger_add(pprof_merger *m, const pprof_profile *p, pprof_error *err)
     const pprof__sample *smp = p->samples.p;
     uint32_t *targets, hdr[2] = {0, 0};
     size_t i, j, nst;
+    uint64_t version, *stamps;
+    bool shape;
     snapshot snap;
     int rc;
 
@@ -807,20 +851,35 @@ int pprof_merger_add(pprof_merger *m, const pprof_profile *p, pprof_error *err)
         if ((rc = map_sample(m, p, &smp[i], &targets[i])))
             goto fail;
     }
+    if ((rc = reserve_groups(m)))
+        goto fail;
 
     /* Phase 2: nothing below can fail. */
     nst = m->sample_types.n / 2;
+    version = ++m->version;
+    shape = false;
+    stamps = m->group_version.p;
     for (i = 0; i < p->samples.n; i++) {
         const int64_t *v;
         int64_t *acc;
+        bool was_zero;
         if (targets[i] == PPROF__NONE)
             continue;
         v = PPROF__SLICE(p->values, const int64_t, smp[i].val_off);
         acc = PPROF__SLICE(m->values, int64_t, (size_t)targets[i] * nst);
+        was_zero = all_zero(acc, nst);
         for (j = 0; j < nst; j++)
             acc[j] = (int64_t)((uint64_t)acc[j] + (uint64_t)v[j]);
+        if (was_zero != all_zero(acc, nst))
+            shape = true;
+        stamps[targets[i] / PPROF__SAMPLE_GROUP] = version;
     }
-    fold_header(m, p, hdr[0]);
+    {
+        uint32_t default_type = m->default_sample_type;
+        fold_header(m, p, hdr[0]);
+        if (shape || default_type != m->default_sample_type || tables_grew(m, &snap))
+            m->shape_version = version;
+    }
     return 0;
 fail:
     rollback(m, &snap);

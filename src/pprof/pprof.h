@@ -151,6 +151,30 @@ int pprof_merger_write(const pprof_merger *m, pprof_write_cb cb, void *ctx,
 int pprof_merger_encode(const pprof_merger *m, uint8_t **out, size_t *out_len,
                         pprof_error *err);
 
+/*
+ * An encoder that remembers the pieces of its last output, for a caller that
+ * encodes a changing aggregate again and again: pieces whose protobuf bytes
+ * did not change are not deflated again. The output is byte for byte what
+ * pprof_merger_write gives for the same aggregate, whatever the encoder
+ * remembers (from this aggregate or any other). It holds about the size of
+ * the merged profile, raw and deflated. One caller at a time.
+ */
+typedef struct pprof_encoder pprof_encoder;
+
+typedef struct pprof_encoder_stats { /* of the last encode */
+    uint64_t pieces, pieces_reused;  /* pieces written; of those, not deflated again */
+    uint64_t bytes, bytes_reused;    /* the same in protobuf bytes */
+} pprof_encoder_stats;
+
+/* Returns owned, or NULL when out of memory. */
+pprof_encoder *pprof_encoder_new(void);
+void pprof_encoder_free(pprof_encoder *x);
+int pprof_encoder_write(pprof_encoder *x, const pprof_merger *m, pprof_write_cb cb,
+                        void *ctx, pprof_error *err);
+int pprof_encoder_encode(pprof_encoder *x, const pprof_merger *m, uint8_t **out,
+                         size_t *out_len, pprof_error *err);
+void pprof_encoder_get_stats(const pprof_encoder *x, pprof_encoder_stats *out);
+
 /* ---- derived merges (src/pprof/shape.c, src/pprof/weight.c) ----------- */
 
 /* pprof_merger_reshape flags. */

@@ -9,6 +9,9 @@
  * incompatible refusal are both exercised), merged a second time (the
  * hash-consed "already seen" paths), encoded, and the encoding decoded again:
  * our own output must always be a valid profile with the same sample count.
+ * One pprof_encoder lives across inputs, so it meets each new aggregate
+ * holding the pieces of the last one; its output must equal the one-shot
+ * encoding every time.
  * The aggregate is then reshaped (shape=pgo, strip_labels) and the input
  * weighted (weight=equal), whose outputs must be valid too (issue 10).
  * Any crash, leak, sanitizer report or broken round trip is a finding.
@@ -19,6 +22,29 @@
 #include <string.h>
 
 #include "pprof/pprof.h"
+
+/* Encodes m with the long-lived encoder; aborts unless the bytes are want. */
+static void check_encoder(const pprof_merger *m, const uint8_t *want, size_t want_len)
+{
+    static pprof_encoder *x;
+    uint8_t *got = NULL, *fresh = NULL;
+    size_t got_len = 0, fresh_len = 0;
+    pprof_error err;
+
+    if (!x && !(x = pprof_encoder_new()))
+        abort();
+    if (!want) {
+        if (pprof_merger_encode(m, &fresh, &fresh_len, &err) != 0)
+            abort();
+        want = fresh;
+        want_len = fresh_len;
+    }
+    if (pprof_encoder_encode(x, m, &got, &got_len, &err) != 0 || got_len != want_len ||
+        memcmp(got, want, want_len) != 0)
+        abort();
+    free(got);
+    free(fresh);
+}
 
 static int on_discard(void *ctx, const void *data, size_t len)
 {
@@ -58,12 +84,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (pprof_merger_encode(m, &out, &out_len, &err) != 0 || out_len != written)
         abort();
+    check_encoder(m, out, out_len);
     if (pprof_decode_mem(out, out_len, NULL, &again, &err) != 0)
         abort(); /* our own output must always decode */
     if (pprof_merger_add(m, again, &err) != 0)
         abort();
     if (pprof_merger_samples(m) > (uint64_t)1 << 32)
         abort();
+    check_encoder(m, NULL, 0);
     for (unsigned flags = PPROF_RESHAPE_STRIP_LABELS; flags <= PPROF_RESHAPE_PGO; flags++) {
         pprof_merger *r = NULL;
         pprof_profile *rp = NULL;

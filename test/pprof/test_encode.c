@@ -1,7 +1,9 @@
 /*
  * test_encode.c: src/pprof/encode.c: the output is gzip, decodes with our
  * own strict decoder, is compact (no duplicate or unreachable entries),
- * streams through the sink in bounded chunks and reports sink failure.
+ * streams through the sink in bounded chunks and reports sink failure; an
+ * encoder that remembers pieces gives the same bytes and redoes only what
+ * changed.
  */
 #include "pprof/helpers.h"
 
@@ -300,6 +302,172 @@ static void test_output_is_deterministic(void **state)
         free(kept[--nkept]);
 }
 
+/*
+ * A profile of one binary with nloc functions, one location each, and
+ * nsamples samples whose 3-frame stacks start at location (first + k) % nloc
+ * (value weight each): wide enough for several pieces per section.
+ */
+static pprof_profile *wide_profile(size_t nloc, size_t first, size_t nsamples, int64_t weight)
+{
+    pprof_builder *b = pprof_builder_new_cpu(10000000, 1700000000000000000LL, 1000000000LL);
+    uint64_t *ids = calloc(nloc, sizeof *ids), map, stack[3];
+    pprof_profile *p = NULL;
+    size_t i, k;
+
+    assert_non_null(b);
+    assert_non_null(ids);
+    assert_int_equal(pprof_builder_add_mapping(b, 0x400000, 0x4000000, 0, "/bin/wide", "abc",
+                                               &map, NULL), 0);
+    for (i = 0; i < nloc; i++) {
+        char fn[48];
+        pprof_builder_line ln = {fn, NULL, "/src/wide.go", 10, (int64_t)i + 11};
+        snprintf(fn, sizeof fn, "main.function_number_%zu", i);
+        assert_int_equal(pprof_builder_add_location(b, map, 0x400000 + 16 * i, &ln, 1, &ids[i],
+                                                    NULL), 0);
+    }
+    for (k = 0; k < nsamples; k++) {
+        for (i = 0; i < 3; i++)
+            stack[i] = ids[(first + k + i * 7) % nloc];
+        assert_int_equal(pprof_builder_add_sample(b, stack, 3, weight, weight * 10000000, NULL),
+                         0);
+    }
+    assert_int_equal(pprof_builder_finish(b, &p, NULL), 0);
+    pprof_builder_free(b);
+    free(ids);
+    return p;
+}
+
+static void merge_in(pprof_merger *m, pprof_profile *p)
+{
+    assert_int_equal(pprof_merger_add(m, p, NULL), 0);
+    pprof_profile_free(p);
+}
+
+/* Encodes m with x and on its own; both must give the same bytes. Returns
+ * x's stats. */
+static pprof_encoder_stats encode_both(pprof_encoder *x, const pprof_merger *m)
+{
+    uint8_t *a, *b;
+    size_t alen, blen;
+    pprof_encoder_stats st;
+    pprof_profile *back = NULL;
+
+    assert_int_equal(pprof_encoder_encode(x, m, &a, &alen, NULL), 0);
+    assert_int_equal(pprof_merger_encode(m, &b, &blen, NULL), 0);
+    assert_int_equal(alen, blen);
+    assert_memory_equal(a, b, alen);
+    assert_int_equal(pprof_decode_mem(a, alen, NULL, &back, NULL), 0);
+    pprof_profile_free(back);
+    pprof__free(a);
+    pprof__free(b);
+    pprof_encoder_get_stats(x, &st);
+    return st;
+}
+
+/*
+ * An encoder that remembers pieces gives exactly the one-shot bytes after
+ * every kind of change, and deflates again only what changed: values of a
+ * few samples, new samples and entries, samples cancelled to zero (which
+ * renumbers everything), another merger.
+ */
+static void test_encoder_reuses_unchanged_pieces(void **state)
+{
+    pprof_encoder *x = pprof_encoder_new();
+    pprof_merger *m = pprof_merger_new(), *other = merge_fixtures();
+    pprof_encoder_stats st;
+    pprof_profile *neg;
+
+    (void)state;
+    assert_non_null(x);
+    merge_in(m, wide_profile(6000, 0, 5000, 1));
+    st = encode_both(x, m);
+    assert_true(st.pieces >= 12); /* 5 of samples, 3 of locations, 2 of functions, ... */
+    assert_int_equal(st.pieces_reused, 0);
+
+    /* Nothing changed: everything is reused. */
+    st = encode_both(x, m);
+    assert_int_equal(st.pieces_reused, st.pieces);
+
+    /* Three samples of the first group get more: that group and the tail. */
+    merge_in(m, wide_profile(6000, 0, 3, 2));
+    st = encode_both(x, m);
+    assert_int_equal(st.pieces_reused, st.pieces - 2);
+    assert_true(st.bytes_reused > st.bytes * 3 / 4);
+
+    /* New samples and locations at the end: only the last pieces change. */
+    merge_in(m, wide_profile(6500, 5990, 20, 1));
+    st = encode_both(x, m);
+    assert_true(st.pieces - st.pieces_reused <= 6);
+    assert_true(st.bytes_reused > st.bytes / 2);
+
+    /* A sample cancelled to zero drops out and renumbers what only it
+     * reached: the output follows. */
+    neg = wide_profile(6000, 0, 1, 1);
+    PPROF__AT(neg->values, int64_t, 0) = -3;
+    PPROF__AT(neg->values, int64_t, 1) = -30000000;
+    merge_in(m, neg);
+    st = encode_both(x, m);
+    st = encode_both(x, m);
+    assert_int_equal(st.pieces_reused, st.pieces);
+
+    /* Another merger through the same encoder, and back. */
+    encode_both(x, other);
+    encode_both(x, m);
+    merge_in(m, wide_profile(6000, 100, 1, 1));
+    encode_both(x, m);
+    pprof_merger_free(other);
+    pprof_merger_free(m);
+    pprof_encoder_free(x);
+}
+
+static int on_fail_third(void *ctx, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    return ++*(int *)ctx == 3 ? -1 : 0;
+}
+
+/* A failed encode (sink refusal, out of memory at any allocation) leaves an
+ * encoder whose next output is still exact, and nothing leaks. */
+static void test_encoder_after_failures(void **state)
+{
+    pprof_encoder *x;
+    pprof_merger *m;
+    pprof_error err = {0, ""};
+    int calls = 0, rc = PPROF_ENOMEM;
+    long n;
+
+    (void)state;
+    talloc_install(-1);
+    x = pprof_encoder_new();
+    m = pprof_merger_new();
+    merge_in(m, wide_profile(3000, 0, 2500, 1));
+    encode_both(x, m);
+    merge_in(m, wide_profile(3000, 5, 2, 1));
+    assert_int_equal(pprof_encoder_write(x, m, on_fail_third, &calls, &err), PPROF_EWRITE);
+    encode_both(x, m);
+    for (n = 0; rc == PPROF_ENOMEM; n++) {
+        uint8_t *out = NULL;
+        size_t len;
+        /* Each round changes the aggregate, so each has something to redo. */
+        talloc.fail_after = -1;
+        merge_in(m, wide_profile(3000 + (size_t)n, (size_t)n * 37, 3, 1));
+        talloc.fail_after = n;
+        rc = pprof_encoder_encode(x, m, &out, &len, &err);
+        talloc.fail_after = -1;
+        if (rc == 0)
+            pprof__free(out);
+        else
+            assert_msg_has(err, "out of memory");
+        encode_both(x, m);
+    }
+    assert_int_equal(rc, 0);
+    pprof_merger_free(m);
+    pprof_encoder_free(x);
+    talloc_remove();
+    assert_int_equal(talloc.live, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +479,8 @@ int main(void)
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_message_bigger_than_buffer),
         cmocka_unit_test(test_output_is_deterministic),
+        cmocka_unit_test(test_encoder_reuses_unchanged_pieces),
+        cmocka_unit_test(test_encoder_after_failures),
     };
     test_timeout(120);
     return cmocka_run_group_tests(tests, NULL, NULL);
