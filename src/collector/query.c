@@ -109,6 +109,10 @@ struct query_worker {
     size_t n, cap;
     uint32_t *slots;
     size_t nslots; /* power of two, or 0 */
+    /* Remembers the last answer's pieces: the same options asked again after
+     * a few more profiles deflate only what changed (the reshaped merger is
+     * new each time, so the pieces are matched by content). */
+    pprof_encoder *enc;
 };
 
 query_worker *query_worker_new(void)
@@ -122,6 +126,7 @@ void query_worker_free(query_worker *w)
         return;
     free(w->entries);
     free(w->slots);
+    pprof_encoder_free(w->enc);
     free(w);
 }
 
@@ -280,7 +285,10 @@ void query_work(query_worker *w, query_job *j, const char *dir, const pprof_limi
         }
         j->nfiles = selected;
     }
-    rc = pprof_merger_encode(m, &j->data, &j->len, &perr);
+    if (w->enc == NULL)
+        w->enc = pprof_encoder_new(); /* NULL: encoded without it */
+    rc = w->enc != NULL ? pprof_encoder_encode(w->enc, m, &j->data, &j->len, &perr)
+                        : pprof_merger_encode(m, &j->data, &j->len, &perr);
     pprof_merger_free(m);
     if (rc != 0) {
         job_fail(j, rc == PPROF_ENOMEM ? 503 : 500, "cannot encode the merged profile: %s",

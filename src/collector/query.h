@@ -49,7 +49,9 @@ int query_parse(const char *q, size_t qlen, mergeopts *o, char *why, size_t whyl
 
 typedef struct query_worker query_worker;
 
-/* Returns owned; free with query_worker_free (either thread, once idle). */
+/* Per-file weight totals and the last answer's encoded pieces, for one
+ * store operation at a time. Returns owned; free with query_worker_free
+ * (either thread, once idle). */
 query_worker *query_worker_new(void);
 void query_worker_free(query_worker *w);
 

@@ -112,6 +112,7 @@ struct store {
 
     /* the running operation only */
     pprof_merger *_merger;
+    pprof_encoder *_encoder; /* re-deflates only what changed since the last merge */
     disk_file *_files;
     size_t _nfiles, _cap;
     uint64_t _counter;
@@ -385,7 +386,11 @@ static int encode(store *st, store_op *op) {
     size_t len = 0;
     if (op->cached != NULL && !op->reloaded)
         return 0;
-    int rc = pprof_merger_encode(st->_merger, &data, &len, &perr);
+    /* Without an encoder (out of memory) the merge is only slower. */
+    if (st->_encoder == NULL)
+        st->_encoder = pprof_encoder_new();
+    int rc = st->_encoder != NULL ? pprof_encoder_encode(st->_encoder, st->_merger, &data, &len, &perr)
+                                  : pprof_merger_encode(st->_merger, &data, &len, &perr);
     if (rc != 0) {
         op->status = rc == PPROF_ENOMEM ? 503 : 500;
         snprintf(op->reason, sizeof op->reason, "cannot encode the merged profile: %s",
@@ -936,6 +941,7 @@ void store_free(store *st) {
     query_worker_free(st->_qworker);
     if (st->_merger != NULL)
         pprof_merger_free(st->_merger);
+    pprof_encoder_free(st->_encoder);
     free(st->_files);
     free(st->dir);
     free(st);
