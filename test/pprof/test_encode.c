@@ -420,6 +420,61 @@ static void test_encoder_reuses_unchanged_pieces(void **state)
     pprof_encoder_free(x);
 }
 
+/* Samples first.. of 38,000 frames each, about 114 KB of protobuf: twelve
+ * make one group of 1.4 MB, more than a piece may hold in memory. */
+static pprof_profile *deep_samples(size_t first, size_t nsamples, int64_t weight)
+{
+    const size_t depth = 50000, frames = 38000;
+    pprof_builder *b = pprof_builder_new_cpu(10000000, 1700000000000000000LL, 1000000000LL);
+    uint64_t *ids = calloc(depth, sizeof *ids), map;
+    pprof_profile *p = NULL;
+    size_t i;
+
+    assert_non_null(b);
+    assert_non_null(ids);
+    assert_int_equal(pprof_builder_add_mapping(b, 0x400000, 0x4000000, 0, "/bin/deep", "", &map,
+                                               NULL), 0);
+    for (i = 0; i < depth; i++) {
+        pprof_builder_line ln = {"main.recurse", NULL, "/src/deep.go", 1, (int64_t)i + 1};
+        assert_int_equal(pprof_builder_add_location(b, map, 0x400000 + 16 * i, &ln, 1, &ids[i],
+                                                    NULL), 0);
+    }
+    for (i = first; i < first + nsamples; i++)
+        assert_int_equal(pprof_builder_add_sample(b, ids + i * 1000, frames, weight,
+                                                  weight * 10000000, NULL), 0);
+    assert_int_equal(pprof_builder_finish(b, &p, NULL), 0);
+    pprof_builder_free(b);
+    free(ids);
+    return p;
+}
+
+/* A group too big for one piece is cut in two. Unchanged, both halves are
+ * sent as they were; when a sample of the second half changes, the group is
+ * written again and only that half (and the tail) is deflated again. */
+static void test_encoder_group_in_two_pieces(void **state)
+{
+    pprof_encoder *x = pprof_encoder_new();
+    pprof_merger *m = pprof_merger_new();
+    pprof_encoder_stats st, first;
+
+    (void)state;
+    merge_in(m, deep_samples(0, 12, 1));
+    first = encode_both(x, m);
+    /* head, 2 of samples, mapping, 2 of locations (50,000 > 2 x 2,048 ...),
+     * functions, strings, tail: at least 2 more than one per section. */
+    assert_true(first.pieces >= 9);
+    st = encode_both(x, m);
+    assert_int_equal(st.pieces_reused, st.pieces);
+    merge_in(m, deep_samples(11, 1, 1));
+    st = encode_both(x, m);
+    assert_int_equal(st.pieces, first.pieces);
+    assert_int_equal(st.pieces - st.pieces_reused, 2);
+    /* Two samples and the tail, not the whole group. */
+    assert_true(st.bytes - st.bytes_reused < 512u << 10);
+    pprof_merger_free(m);
+    pprof_encoder_free(x);
+}
+
 static int on_fail_third(void *ctx, const void *data, size_t len)
 {
     (void)data;
@@ -480,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_message_bigger_than_buffer),
         cmocka_unit_test(test_output_is_deterministic),
         cmocka_unit_test(test_encoder_reuses_unchanged_pieces),
+        cmocka_unit_test(test_encoder_group_in_two_pieces),
         cmocka_unit_test(test_encoder_after_failures),
     };
     test_timeout(120);
