@@ -15,9 +15,10 @@
  * The first two are the Go collector's names, so its directories work as
  * they are; every regular file "*.pgo" not starting with '.' is a profile.
  *
- * Durability: a profile is written to a temporary file, fsync'd, renamed to
- * its final name without replacing anything, and the directory fsync'd
- * (one directory fsync may cover several renames: group commit).
+ * Durability: a profile is written to a temporary file, made durable (its
+ * own fsync, or one syncfs for a group commit: durable.h), renamed to its
+ * final name without replacing anything, and the directory fsync'd (one
+ * directory fsync may cover several renames: group commit).
  *
  * Combine (crash-safe at every instant):
  *   1. the merged profile goes to a temporary file, fsync'd;

@@ -75,6 +75,15 @@ static const char *reject_name(int r, char *buf, size_t n) {
     return buf;
 }
 
+void metrics_count_stages(const double start[STAGE__COUNT], double now) {
+    for (int i = 0; i < STAGE__COUNT; i++) {
+        double end = i + 1 < STAGE__COUNT ? start[i + 1] : now;
+        /* Clocks are monotonic; a stage a submission skipped lasts 0. */
+        g_metrics.stage_seconds[i] += end > start[i] ? end - start[i] : 0;
+    }
+    g_metrics.stage_count++;
+}
+
 void metrics_render(char **out, size_t *len) {
     sbuf b = {xmalloc(4096), 0, 4096};
     const metrics *m = &g_metrics;
@@ -141,7 +150,21 @@ void metrics_render(char **out, size_t *len) {
               "pgof_key_reloads_total{result=\"error\"} %llu\n"
               "# HELP pgof_store_ready 1 once the stored profiles are loaded.\n"
               "# TYPE pgof_store_ready gauge\n"
-              "pgof_store_ready %d\n",
+              "pgof_store_ready %d\n"
+              "# HELP pgof_store_syncfs_total Group commits made durable by one syncfs.\n"
+              "# TYPE pgof_store_syncfs_total counter\n"
+              "pgof_store_syncfs_total %llu\n"
+              "# HELP pgof_store_syncfs_seconds_total Time spent in those syncfs calls.\n"
+              "# TYPE pgof_store_syncfs_seconds_total counter\n"
+              "pgof_store_syncfs_seconds_total %.6f\n"
+              "# HELP pgof_store_syncfs_slow_total Slow syncfs calls, each followed by a "
+              "fall-back to one fsync per profile.\n"
+              "# TYPE pgof_store_syncfs_slow_total counter\n"
+              "pgof_store_syncfs_slow_total %llu\n"
+              "# HELP pgof_store_sync_batch 1 while profiles are made durable by one syncfs per "
+              "group commit, 0 while each is fsync'd.\n"
+              "# TYPE pgof_store_sync_batch gauge\n"
+              "pgof_store_sync_batch %d\n",
               (unsigned long long)m->bytes_received, (unsigned long long)m->stored_profiles,
               (unsigned long long)m->stored_bytes, (unsigned long long)m->merges,
               (unsigned long long)m->merge_errors, m->merge_seconds_sum,
@@ -149,7 +172,19 @@ void metrics_render(char **out, size_t *len) {
               (unsigned long long)m->connections, (unsigned long long)m->connections_total,
               (unsigned long long)m->connections_refused, (unsigned long long)m->timeouts,
               (unsigned long long)m->quarantined, (unsigned long long)m->key_reloads,
-              (unsigned long long)m->key_reload_errors, m->store_ready);
+              (unsigned long long)m->key_reload_errors, m->store_ready,
+              (unsigned long long)m->syncfs, m->syncfs_seconds,
+              (unsigned long long)m->syncfs_slow, m->sync_batch);
+    static const char *const stages[STAGE__COUNT] = {"queue",  "validate", "commit_wait",
+                                                     "commit", "reply"};
+    sb_printf(&b, "# HELP pgof_submit_stage_seconds Time accepted submissions spent in each "
+                  "stage, from the body's last byte to the answer.\n"
+                  "# TYPE pgof_submit_stage_seconds summary\n");
+    for (int i = 0; i < STAGE__COUNT; i++)
+        sb_printf(&b,
+                  "pgof_submit_stage_seconds_sum{stage=\"%s\"} %.6f\n"
+                  "pgof_submit_stage_seconds_count{stage=\"%s\"} %llu\n",
+                  stages[i], m->stage_seconds[i], stages[i], (unsigned long long)m->stage_count);
     *out = b.p;
     *len = b.len;
 }

@@ -30,6 +30,16 @@ enum {
     REJECT__COUNT = REJECT_ENGINE_BASE + 12
 };
 
+/* The stages of an accepted submission, in order (pgof_submit_stage_seconds). */
+enum {
+    STAGE_QUEUE,       /* waiting for a pool thread */
+    STAGE_VALIDATE,    /* the submit job: write, decode, check, fsync or write-out */
+    STAGE_COMMIT_WAIT, /* waiting for the group commit */
+    STAGE_COMMIT,      /* the group commit: syncfs, add, rename, directory fsync */
+    STAGE_REPLY,       /* back on the loop, until the answer is queued */
+    STAGE__COUNT
+};
+
 typedef struct metrics {
     uint64_t requests[EP__COUNT][20]; /* by endpoint and status slot */
     uint64_t profiles_accepted;
@@ -48,6 +58,12 @@ typedef struct metrics {
     uint64_t quarantined;
     uint64_t key_reloads;
     uint64_t key_reload_errors;
+    uint64_t syncfs;       /* group commits made durable by one syncfs */
+    uint64_t syncfs_slow;  /* of those, slow ones that began a fsync back-off */
+    double syncfs_seconds;
+    int sync_batch;        /* 1 while submits leave their sync to the batch */
+    double stage_seconds[STAGE__COUNT];
+    uint64_t stage_count;
     int store_ready;
 } metrics;
 
@@ -55,6 +71,10 @@ extern metrics g_metrics;
 
 /* Counts one answered request. */
 void metrics_count_request(int endpoint, int status);
+
+/* Adds an accepted submission's stage times: start[i] is when stage i
+ * began, now when the last one ended. */
+void metrics_count_stages(const double start[STAGE__COUNT], double now);
 
 /* Counts one refused profile; reason is REJECT_* or REJECT_ENGINE_BASE - code. */
 void metrics_count_reject(int reason);

@@ -11,6 +11,7 @@
 #include "collector/store.h"
 
 #include "collector/disk.h"
+#include "collector/durable.h"
 #include "collector/log.h"
 #include "collector/metrics.h"
 #include "collector/query.h"
@@ -53,6 +54,11 @@ typedef struct store_op {
     pprof_profile *profile;
     char *tmp_path;
     uint64_t tmp_size;
+    int synced; /* its job fsync'd it; else the batch's syncfs must */
+    /* When each of the submission's stages began (monotonic seconds,
+     * indexed by STAGE_*, metrics.h), written by the thread that ran the
+     * stage before it. */
+    double t_stage[STAGE__COUNT];
     int placed; /* renamed into place, waiting for the directory fsync */
     char placed_name[DISK_NAME_MAX]; /* its name in the directory, once placed */
 
@@ -71,6 +77,8 @@ typedef struct store_op {
     uint64_t quarantined;
     int combined;
     int reloaded; /* the aggregate was rebuilt: cached is stale */
+    int syncfs_calls, syncfs_slow; /* group commit: for the metrics */
+    double syncfs_seconds;
     char *log; /* lines for the log, each "<level char><text>\n" */
     size_t log_len;
 } store_op;
@@ -81,6 +89,7 @@ typedef struct submit_job {
     int fd;
     char *path;
     int created; /* path exists (else the job creates it) */
+    int batch;   /* leave the sync to the group commit's syncfs (durable.h) */
     char *buf;   /* owned: body bytes that follow the file's contents */
     size_t buf_len;
     void *arg;
@@ -90,6 +99,7 @@ typedef struct submit_job {
     int status;
     int reject;
     char reason[640];
+    double t_queued, t_started, t_validated; /* see store_op.t_stage */
 } submit_job;
 
 struct store {
@@ -109,6 +119,9 @@ struct store {
     retention *retention;   /* its timer, once started */
     int expire_queued;
     int stopped;
+    int allow_batch_sync;   /* PGOF_SYNC: auto (1) or fsync (0) */
+    unsigned sync_slow_ms, sync_backoff_ms; /* 0 = durable.h's defaults */
+    durable *durable;       /* from store_start on; see durable.h for threads */
 
     /* the running operation only */
     pprof_merger *_merger;
@@ -340,9 +353,50 @@ static void commit_one(store *st, store_op *op, store_op *first) {
  * job). Under load this turns N directory fsyncs and N pool round trips into
  * one each.
  */
+/*
+ * Worker: makes the batch's files that their jobs did not fsync durable
+ * with one syncfs, before any of them is renamed into place, so a file in
+ * place is always complete on disk (durable.h). A failure fails exactly
+ * those submissions.
+ */
+static void sync_batch(store *st, store_op *first) {
+    char note[256];
+    int unsynced = 0;
+    for (store_op *op = first; op != NULL; op = op->batch)
+        unsynced += !op->synced;
+    if (unsynced == 0)
+        return;
+    int rc = durable_sync_batch(st->durable, mono_seconds(), &first->syncfs_seconds, note,
+                                sizeof note);
+    first->syncfs_calls++;
+    if (note[0] != '\0') {
+        first->syncfs_slow++;
+        op_log(first, 'W', "store: %s", note);
+    }
+    if (rc == 0)
+        return;
+    op_log(first, 'E', "store: syncfs of %s failed: %s", st->dir, uv_strerror(rc));
+    for (store_op *op = first; op != NULL; op = op->batch) {
+        if (op->synced)
+            continue;
+        op->status = util_storage_status(rc);
+        op->reject = REJECT_STORAGE;
+        snprintf(op->reason, sizeof op->reason, "cannot store the profile: syncfs: %s",
+                 uv_strerror(rc));
+        unlink(op->tmp_path);
+        pprof_profile_free(op->profile);
+        op->profile = NULL;
+    }
+}
+
 static void commit_batch(store *st, store_op *first) {
     size_t placed = 0;
+    if (durable_resume(st->durable, mono_seconds()))
+        op_log(first, 'I', "store: back to one syncfs per group commit");
+    sync_batch(st, first);
     for (store_op *op = first; op != NULL; op = op->batch) {
+        if (op->status != 0)
+            continue; /* its sync failed */
         commit_one(st, op, first);
         placed += op->placed;
     }
@@ -512,7 +566,13 @@ static void op_work(uv_work_t *w) {
                 unlink(o->tmp_path);
             }
         } else {
+            double t = mono_seconds();
+            for (store_op *o = op; o != NULL; o = o->batch)
+                o->t_stage[STAGE_COMMIT] = t;
             commit_batch(st, op);
+            t = mono_seconds();
+            for (store_op *o = op; o != NULL; o = o->batch)
+                o->t_stage[STAGE_REPLY] = t;
         }
     } else if (op->kind == OP_MERGE || op->kind == OP_COMBINE) {
         if (st->_merger == NULL) {
@@ -583,9 +643,10 @@ static void flush_log(store_op *op) {
 
 /* Loop: counts and answers one commit of a batch. */
 static void commit_answer(store_op *op) {
-    if (op->status == 204)
+    if (op->status == 204) {
         g_metrics.profiles_accepted++;
-    else
+        metrics_count_stages(op->t_stage, mono_seconds());
+    } else
         metrics_count_reject(op->reject);
     op->submit_cb(op->arg, op->status, op->reason);
 }
@@ -612,6 +673,10 @@ static void op_after(uv_work_t *w, int status) {
     g_metrics.stored_profiles = op->nfiles;
     g_metrics.stored_bytes = op->nbytes;
     g_metrics.quarantined += op->quarantined;
+    g_metrics.syncfs += (uint64_t)op->syncfs_calls;
+    g_metrics.syncfs_slow += (uint64_t)op->syncfs_slow;
+    g_metrics.syncfs_seconds += op->syncfs_seconds;
+    g_metrics.sync_batch = durable_use_batch(st->durable);
     switch (op->kind) {
     case OP_LOAD:
         g_metrics.store_ready = 1;
@@ -629,11 +694,14 @@ static void op_after(uv_work_t *w, int status) {
         for (store_op *o = op->batch; o != NULL;) {
             store_op *next = o->batch;
             commit_answer(o);
+            pprof_profile_free(o->profile);
             free(o->tmp_path);
             free(o);
             o = next;
         }
         commit_answer(op);
+        pprof_profile_free(op->profile);
+        op->profile = NULL;
         break;
     case OP_MERGE:
     case OP_COMBINE:
@@ -707,8 +775,7 @@ static void enqueue(store *st, store_op *op) {
  * durable. For a body that fit the upload's buffer this one job is the
  * submission's only threadpool round trip before its commit.
  */
-static void submit_work(uv_work_t *w) {
-    submit_job *j = container_of(w, submit_job, work);
+static void submit_job_run(submit_job *j) {
     pprof_error perr = {0};
     unsigned char magic[2] = {0, 0};
     char err[256];
@@ -744,6 +811,10 @@ static void submit_work(uv_work_t *w) {
         snprintf(j->reason, sizeof j->reason, "cannot read the upload: %s", strerror(errno));
         return;
     }
+    /* A gzip upload is stored as it is: let the disk write it while we
+     * decode. (A raw one is rewritten as gzip below.) */
+    if (magic[0] == 0x1f && magic[1] == 0x8b)
+        durable_start_write_out(j->fd);
     rc = pprof_decode_fd(j->fd, &j->st->lim, &j->profile, &perr);
     if (rc == 0 && (rc = pprof_check_cpu(j->profile, &perr)) != 0) {
         pprof_profile_free(j->profile);
@@ -783,9 +854,21 @@ static void submit_work(uv_work_t *w) {
         j->fd = out;
     }
     struct stat st;
-    if (fsync(j->fd) != 0 || fstat(j->fd, &st) != 0) {
+    if (j->batch) {
+        /* The data only, which also reports this file's write errors; the
+         * group commit's syncfs does the rest (durable.h). */
+        if ((rc = durable_write_out(j->fd)) != 0) {
+            snprintf(err, sizeof err, "write-out: %s", uv_strerror(rc));
+            goto fail_storage;
+        }
+    } else if (fsync(j->fd) != 0) {
         rc = -errno;
         snprintf(err, sizeof err, "fsync: %s", strerror(errno));
+        goto fail_storage;
+    }
+    if (fstat(j->fd, &st) != 0) {
+        rc = -errno;
+        snprintf(err, sizeof err, "fstat: %s", strerror(errno));
         goto fail_storage;
     }
     j->size = (uint64_t)st.st_size;
@@ -797,6 +880,14 @@ fail_storage:
     j->status = util_storage_status(rc);
     j->reject = REJECT_STORAGE;
     snprintf(j->reason, sizeof j->reason, "cannot store the profile: %s", err);
+}
+
+/* Runs on the threadpool: the job, timed for the stage metrics. */
+static void submit_work(uv_work_t *w) {
+    submit_job *j = container_of(w, submit_job, work);
+    j->t_started = mono_seconds();
+    submit_job_run(j);
+    j->t_validated = mono_seconds();
 }
 
 static void submit_after(uv_work_t *w, int status) {
@@ -833,6 +924,10 @@ static void submit_after(uv_work_t *w, int status) {
     op->profile = j->profile;
     op->tmp_path = j->path;
     op->tmp_size = j->size;
+    op->synced = !j->batch;
+    op->t_stage[STAGE_QUEUE] = j->t_queued;
+    op->t_stage[STAGE_VALIDATE] = j->t_started;
+    op->t_stage[STAGE_COMMIT_WAIT] = j->t_validated;
     free(j);
     enqueue(st, op);
 }
@@ -848,6 +943,8 @@ void store_submit(store *st, int fd, char *path, int created, char *buf, size_t 
     j->buf_len = len;
     j->arg = arg;
     j->cb = cb;
+    j->batch = durable_use_batch(st->durable);
+    j->t_queued = mono_seconds();
     st->validating++;
     if (uv_queue_work(st->loop, &j->work, submit_work, submit_after) != 0)
         submit_after(&j->work, UV_ECANCELED);
@@ -911,10 +1008,25 @@ store *store_new(uv_loop_t *loop, const char *dir, const pprof_limits *lim) {
     st->dir = xstrdup(dir);
     st->lim = *lim;
     st->_qworker = query_worker_new();
+    st->allow_batch_sync = 1;
     return st;
 }
 
+void store_set_sync(store *st, int allow_batch, unsigned slow_ms, unsigned backoff_ms) {
+    st->allow_batch_sync = allow_batch;
+    st->sync_slow_ms = slow_ms;
+    st->sync_backoff_ms = backoff_ms;
+}
+
 void store_start(store *st) {
+    char why[512];
+    st->durable = durable_new(st->dir, st->allow_batch_sync, why, sizeof why);
+    if (st->sync_slow_ms || st->sync_backoff_ms)
+        durable_set_timing(st->durable, st->sync_slow_ms ? st->sync_slow_ms : DURABLE_SLOW_MS,
+                           st->sync_backoff_ms ? st->sync_backoff_ms : DURABLE_BACKOFF_MS);
+    if (why[0] != '\0')
+        LOG(LOG_INFO, "store: %s", why);
+    g_metrics.sync_batch = durable_use_batch(st->durable);
     store_op *op = xcalloc(1, sizeof *op);
     op->kind = OP_LOAD;
     enqueue(st, op);
@@ -942,6 +1054,7 @@ void store_free(store *st) {
     if (st->_merger != NULL)
         pprof_merger_free(st->_merger);
     pprof_encoder_free(st->_encoder);
+    durable_free(st->durable);
     free(st->_files);
     free(st->dir);
     free(st);
