@@ -212,6 +212,112 @@ static void test_gzip_members(void **state)
     free(raw);
 }
 
+/* Decodes buf from memory with the one-shot path on or off. */
+static int decode_mem_path(const uint8_t *buf, size_t len, bool oneshot, pprof_profile **p,
+                           pprof_error *err)
+{
+    int rc;
+
+    pprof__oneshot_off = !oneshot;
+    rc = pprof_decode_mem(buf, len, NULL, p, err);
+    pprof__oneshot_off = false;
+    return rc;
+}
+
+static void assert_same_tables(const pprof_profile *a, const pprof_profile *b)
+{
+    assert_int_equal(a->inflated, b->inflated);
+    assert_int_equal(a->samples.n, b->samples.n);
+    assert_int_equal(a->locations.n, b->locations.n);
+    assert_int_equal(a->functions.n, b->functions.n);
+    assert_int_equal(a->strbytes.n, b->strbytes.n);
+    assert_memory_equal(a->strbytes.p, b->strbytes.p, a->strbytes.n);
+    assert_int_equal(a->values.n, b->values.n);
+    assert_memory_equal(a->values.p, b->values.p, a->values.n * sizeof(int64_t));
+    assert_int_equal(a->locids.n, b->locids.n);
+    assert_memory_equal(a->locids.p, b->locids.p, a->locids.n * sizeof(uint64_t));
+}
+
+/* The one-shot path (libdeflate, whole input) and zlib's streaming path give
+ * the same tables, from memory and from a file. */
+static void test_oneshot_matches_streaming(void **state)
+{
+    size_t i, len;
+
+    (void)state;
+    for (i = 0; i < N_CPU_FIXTURES; i++) {
+        uint8_t *buf = read_fixture(cpu_fixtures[i], &len);
+        pprof_profile *fast = NULL, *slow = NULL, *file = NULL;
+        pprof_error err = {0, ""};
+        unsigned long used = pprof__oneshot_used, gz = buf[0] == 0x1f; /* else raw */
+        assert_int_equal(decode_mem_path(buf, len, true, &fast, &err), 0);
+        assert_int_equal(pprof__oneshot_used, used + gz);
+        assert_int_equal(decode_mem_path(buf, len, false, &slow, &err), 0);
+        assert_int_equal(pprof__oneshot_used, used + gz);
+        assert_int_equal(decode_path(cpu_fixtures[i], &file, &err), 0);
+        assert_int_equal(pprof__oneshot_used, used + 2 * gz);
+        assert_same_tables(fast, slow);
+        assert_same_tables(file, slow);
+        pprof_profile_free(fast);
+        pprof_profile_free(slow);
+        pprof_profile_free(file);
+        free(buf);
+    }
+}
+
+/* Both paths give the same answer, code and message. */
+static void assert_paths_agree(const uint8_t *buf, size_t len, int want)
+{
+    pprof_profile *a = NULL, *b = NULL;
+    pprof_error ea = {0, ""}, eb = {0, ""};
+    unsigned long used = pprof__oneshot_used;
+
+    assert_int_equal(decode_mem_path(buf, len, true, &a, &ea), want);
+    /* Only a good single member without a header CRC is taken whole. */
+    assert_int_equal(pprof__oneshot_used, used + (want == 0 && !(buf[3] & 0x02)));
+    assert_int_equal(decode_mem_path(buf, len, false, &b, &eb), want);
+    assert_string_equal(ea.msg, eb.msg);
+    if (want == 0)
+        assert_same_tables(a, b);
+    pprof_profile_free(a);
+    pprof_profile_free(b);
+}
+
+/* Inputs the one-shot path must leave to zlib: a trailer whose size lies
+ * (smaller, bigger), a header with a CRC-16 (FHCRC: libdeflate would skip
+ * it, zlib and Go check it), right or wrong. */
+static void test_oneshot_declines(void **state)
+{
+    size_t rawlen, len;
+    uint8_t *raw = read_fixture("profiles/sort-raw.pb", &rawlen);
+    uint8_t *gz = gzip_bytes(raw, rawlen, &len), *h;
+    uint32_t crc;
+
+    (void)state;
+    assert_paths_agree(gz, len, 0);
+    gz[len - 4] ^= 0x01; /* ISIZE one off */
+    assert_paths_agree(gz, len, PPROF_EGZIP);
+    gz[len - 4] ^= 0x01;
+    gz[len - 1] = 0x7f; /* ISIZE far too big: past the one-shot cap */
+    assert_paths_agree(gz, len, PPROF_EGZIP);
+    gz[len - 1] = 0;
+
+    /* FHCRC: the 10-byte header, then the CRC-16 of it, then the rest. */
+    h = malloc(len + 2);
+    memcpy(h, gz, 10);
+    h[3] |= 0x02;
+    crc = (uint32_t)crc32(0, h, 10);
+    h[10] = (uint8_t)crc;
+    h[11] = (uint8_t)(crc >> 8);
+    memcpy(h + 12, gz + 10, len - 10);
+    assert_paths_agree(h, len + 2, 0);
+    h[10] ^= 0xff;
+    assert_paths_agree(h, len + 2, PPROF_EGZIP);
+    free(h);
+    free(gz);
+    free(raw);
+}
+
 static void test_gzip_corrupt(void **state)
 {
     size_t len;
@@ -368,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_claimed_length_over_cap),
         cmocka_unit_test(test_gzip_members),
         cmocka_unit_test(test_gzip_corrupt),
+        cmocka_unit_test(test_oneshot_matches_streaming),
+        cmocka_unit_test(test_oneshot_declines),
         cmocka_unit_test(test_every_truncation),
         cmocka_unit_test(test_memory_cap),
         cmocka_unit_test(test_fd_errors),
