@@ -80,8 +80,9 @@ typedef struct reader {
 
     uint8_t *win;
     bool win_owned;
-    /* The one-shot path: win holds the whole profile; vcap is the size the
-     * streaming window would have grown to, charged to the budget alike. */
+    /* The one-shot path: win holds the whole profile, and vcap is the size
+     * the streaming window would have grown to, charged to the budget
+     * alike. Elsewhere vcap is win_cap. */
     bool whole;
     size_t vcap;
     size_t win_cap, pos, end; /* unread bytes are win[pos..end) */
@@ -233,7 +234,7 @@ check:
  * input still has (check r->end - r->pos). The window grows only when it is
  * full of unread bytes, so its size follows the data really present.
  */
-static int fill(reader *r, size_t want)
+static int fill_more(reader *r, size_t want)
 {
     int rc;
 
@@ -273,13 +274,22 @@ static int fill(reader *r, size_t want)
                                        "out of memory buffering a %zu-byte field", want);
                 r->budget->used += ncap - r->win_cap;
                 r->win = nw;
-                r->win_cap = ncap;
+                r->win_cap = r->vcap = ncap;
             }
         }
         if ((rc = produce(r, r->win_cap - r->end)))
             return rc;
     }
     return 0;
+}
+
+/* Most calls find the bytes already there (and, on the one-shot path,
+ * nothing to charge): that test stays inline. */
+static inline int fill(reader *r, size_t want)
+{
+    if (r->end - r->pos >= want && want <= r->vcap)
+        return 0;
+    return fill_more(r, want);
 }
 
 static pthread_once_t libdeflate_once = PTHREAD_ONCE_INIT;
@@ -432,7 +442,7 @@ static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
                                "the profile is %zu bytes, more than the %llu-byte limit",
                                len, (unsigned long long)r->max_inflated);
         r->win = (uint8_t *)(uintptr_t)mem;
-        r->win_cap = r->end = len;
+        r->win_cap = r->vcap = r->end = len;
         r->eof = r->src_eof = true;
         r->in_total = len;
         return 0;
@@ -445,7 +455,7 @@ static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
     if (!r->win)
         return pprof__fail(err, PPROF_ENOMEM, "out of memory");
     r->win_owned = true;
-    r->win_cap = WINDOW_MIN;
+    r->win_cap = r->vcap = WINDOW_MIN;
     budget->used += WINDOW_MIN;
     if (!r->gzip) {
         memcpy(r->win, magic, have);

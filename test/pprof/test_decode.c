@@ -283,6 +283,66 @@ static void assert_paths_agree(const uint8_t *buf, size_t len, int want)
     pprof_profile_free(b);
 }
 
+/* Both paths under a memory limit: same code and message. */
+static void assert_paths_agree_lim(const uint8_t *buf, size_t len, uint64_t max_memory)
+{
+    pprof_limits lim = {0, max_memory};
+    pprof_profile *a = NULL, *b = NULL;
+    pprof_error ea = {0, ""}, eb = {0, ""};
+    int ra, rb;
+
+    pprof__oneshot_off = false;
+    ra = pprof_decode_mem(buf, len, &lim, &a, &ea);
+    pprof__oneshot_off = true;
+    rb = pprof_decode_mem(buf, len, &lim, &b, &eb);
+    pprof__oneshot_off = false;
+    if (ra != rb || strcmp(ea.msg, eb.msg) != 0)
+        fail_msg("limit %llu: one-shot %d \"%s\", streaming %d \"%s\"",
+                 (unsigned long long)max_memory, ra, ea.msg, rb, eb.msg);
+    pprof_profile_free(a);
+    pprof_profile_free(b);
+}
+
+/* A sample of 300,000 frames is a 300 KB field the streaming window must
+ * hold whole, growing 64 -> 512 KiB; the one-shot path holds it anyway but
+ * charges the same growth, so every limit gives the same answer. */
+static void test_oneshot_charges_window_growth(void **state)
+{
+    static const uint64_t limits[] = {100u << 10, 300u << 10, 700u << 10, 3u << 20, 64u << 20};
+    size_t rawlen, n = 300000, i, gzlen;
+    uint8_t *raw = read_fixture("profiles/sort-raw.pb", &rawlen);
+    uint64_t *ids = malloc(n * sizeof(*ids)), vals[2] = {1, 10000000};
+    pbw sample = {0}, prof = {0};
+    uint8_t *gz;
+
+    (void)state;
+    for (i = 0; i < n; i++)
+        ids[i] = 1;
+    pbw_packed(&sample, 1, ids, n);
+    pbw_packed(&sample, 2, vals, 2);
+    pbw_raw(&prof, raw, rawlen);
+    pbw_msg(&prof, 2, &sample);
+    gz = gzip_bytes(prof.p, prof.n, &gzlen);
+    for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+        assert_paths_agree_lim(gz, gzlen, limits[i]);
+    /* And the outcomes differ by limit: the test reaches both refusals. */
+    {
+        pprof_limits small = {0, 300u << 10}, big = {0, 64u << 20};
+        pprof_profile *p = NULL;
+        pprof_error err = {0, ""};
+        assert_int_equal(pprof_decode_mem(gz, gzlen, &small, &p, &err), PPROF_ELIMIT);
+        assert_msg_has(err, "needs more than the memory limit");
+        assert_int_equal(pprof_decode_mem(gz, gzlen, &big, &p, &err), 0);
+        assert_int_equal(p->samples.n, 89);
+        pprof_profile_free(p);
+    }
+    free(gz);
+    free(prof.p);
+    free(sample.p);
+    free(ids);
+    free(raw);
+}
+
 /* Inputs the one-shot path must leave to zlib: a trailer whose size lies
  * (smaller, bigger), a header with a CRC-16 (FHCRC: libdeflate would skip
  * it, zlib and Go check it), right or wrong. */
@@ -476,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_gzip_corrupt),
         cmocka_unit_test(test_oneshot_matches_streaming),
         cmocka_unit_test(test_oneshot_declines),
+        cmocka_unit_test(test_oneshot_charges_window_growth),
         cmocka_unit_test(test_every_truncation),
         cmocka_unit_test(test_memory_cap),
         cmocka_unit_test(test_fd_errors),
