@@ -11,12 +11,15 @@
  *            journal that is several synchronous writes and one cache flush
  *            per file (and a sync of the parent directory, which the job's
  *            create dirtied); concurrent submits do not share any of it.
- *   batch    every submit job only writes its file's data out and waits for
- *            it (sync_file_range), which reports that file's write errors
- *            through its own descriptor; then the group commit calls
- *            syncfs() once for the whole batch (inodes, bitmaps, one cache
- *            flush), before any file is renamed into place. The guarantees
- *            are the same; the flushes are two per batch, not one per file.
+ *   batch    every submit job only starts its file's data on its way to
+ *            the disk (sync_file_range) and keeps the file open; the group
+ *            commit waits for each file's data, which reports that file's
+ *            write errors through its own descriptor (by then the wait
+ *            rarely sleeps), then calls syncfs() once for the whole batch
+ *            (inodes, bitmaps, one cache flush), before any file is renamed
+ *            into place. The guarantees are the same; the flushes are two
+ *            per batch, not one per file, and no submit job sleeps on the
+ *            disk.
  *
  * syncfs also writes out every other dirty file of the filesystem, so its
  * cost is not only ours. When one takes longer than durable_slow_ms the

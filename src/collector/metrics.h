@@ -33,9 +33,9 @@ enum {
 /* The stages of an accepted submission, in order (pgof_submit_stage_seconds). */
 enum {
     STAGE_QUEUE,       /* waiting for a pool thread */
-    STAGE_VALIDATE,    /* the submit job: write, decode, check, fsync or write-out */
+    STAGE_VALIDATE,    /* the submit job: write, decode, check (and fsync) */
     STAGE_COMMIT_WAIT, /* waiting for the group commit */
-    STAGE_COMMIT,      /* the group commit: syncfs, add, rename, directory fsync */
+    STAGE_COMMIT,      /* the group commit: write-outs, syncfs, add, rename, dir fsync */
     STAGE_REPLY,       /* back on the loop, until the answer is queued */
     STAGE__COUNT
 };

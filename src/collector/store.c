@@ -55,6 +55,7 @@ typedef struct store_op {
     char *tmp_path;
     uint64_t tmp_size;
     int synced; /* its job fsync'd it; else the batch's syncfs must */
+    int tmp_fd; /* not synced: open until the batch checks its write-out */
     /* When each of the submission's stages began (monotonic seconds,
      * indexed by STAGE_*, metrics.h), written by the thread that ran the
      * stage before it. */
@@ -172,6 +173,20 @@ void store_blob_unref(void *p) {
 }
 
 /* ---- worker helpers ------------------------------------------------------ */
+
+static store_op *op_new(op_kind kind) {
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = kind;
+    op->tmp_fd = -1;
+    return op;
+}
+
+/* Closes a commit's upload file if the batch still holds it open. */
+static void close_tmp(store_op *op) {
+    if (op->tmp_fd >= 0)
+        close(op->tmp_fd);
+    op->tmp_fd = -1;
+}
 
 static void __attribute__((format(printf, 3, 4))) op_log(store_op *op, char level,
                                                            const char *fmt, ...) {
@@ -362,8 +377,26 @@ static void commit_one(store *st, store_op *op, store_op *first) {
 static void sync_batch(store *st, store_op *first) {
     char note[256];
     int unsynced = 0;
-    for (store_op *op = first; op != NULL; op = op->batch)
-        unsynced += !op->synced;
+    for (store_op *op = first; op != NULL; op = op->batch) {
+        if (op->synced)
+            continue;
+        /* Its data was started on its way by its job long ago: this wait
+         * rarely sleeps, and reports that file's own write errors. */
+        int rc = durable_write_out(op->tmp_fd);
+        close(op->tmp_fd);
+        op->tmp_fd = -1;
+        if (rc != 0) {
+            op->status = util_storage_status(rc);
+            op->reject = REJECT_STORAGE;
+            snprintf(op->reason, sizeof op->reason, "cannot store the profile: write-out: %s",
+                     uv_strerror(rc));
+            unlink(op->tmp_path);
+            pprof_profile_free(op->profile);
+            op->profile = NULL;
+            continue;
+        }
+        unsynced++;
+    }
     if (unsynced == 0)
         return;
     int rc = durable_sync_batch(st->durable, mono_seconds(), &first->syncfs_seconds, note,
@@ -377,7 +410,7 @@ static void sync_batch(store *st, store_op *first) {
         return;
     op_log(first, 'E', "store: syncfs of %s failed: %s", st->dir, uv_strerror(rc));
     for (store_op *op = first; op != NULL; op = op->batch) {
-        if (op->synced)
+        if (op->synced || op->status != 0)
             continue;
         op->status = util_storage_status(rc);
         op->reject = REJECT_STORAGE;
@@ -563,6 +596,7 @@ static void op_work(uv_work_t *w) {
             for (store_op *o = op; o != NULL; o = o->batch) {
                 o->status = 503;
                 snprintf(o->reason, sizeof o->reason, "the store is not available");
+                close_tmp(o);
                 unlink(o->tmp_path);
             }
         } else {
@@ -659,6 +693,7 @@ static void op_after(uv_work_t *w, int status) {
         for (store_op *o = op; o != NULL; o = o->batch) {
             o->status = 503;
             snprintf(o->reason, sizeof o->reason, "shutting down");
+            close_tmp(o);
             if (o->tmp_path)
                 unlink(o->tmp_path); /* the loop is ending; a blocking unlink is fine */
             pprof_profile_free(o->profile);
@@ -855,12 +890,10 @@ static void submit_job_run(submit_job *j) {
     }
     struct stat st;
     if (j->batch) {
-        /* The data only, which also reports this file's write errors; the
-         * group commit's syncfs does the rest (durable.h). */
-        if ((rc = durable_write_out(j->fd)) != 0) {
-            snprintf(err, sizeof err, "write-out: %s", uv_strerror(rc));
-            goto fail_storage;
-        }
+        /* The group commit waits for the data (and its errors) and syncs
+         * the rest (durable.h); a raw upload's gzip copy starts now. */
+        if (magic[0] != 0x1f || magic[1] != 0x8b)
+            durable_start_write_out(j->fd);
     } else if (fsync(j->fd) != 0) {
         rc = -errno;
         snprintf(err, sizeof err, "fsync: %s", strerror(errno));
@@ -899,8 +932,10 @@ static void submit_after(uv_work_t *w, int status) {
         j->reject = REJECT_STORAGE;
         snprintf(j->reason, sizeof j->reason, "shutting down");
     }
-    /* Close on the loop: a close after fsync does not wait for the disk. */
-    if (j->fd >= 0)
+    /* Close on the loop: a close after fsync does not wait for the disk.
+     * A file left to the batch stays open for its write-out check. */
+    int keep_fd = j->status == 204 && j->batch;
+    if (j->fd >= 0 && !keep_fd)
         close(j->fd);
     free(j->buf);
     if (j->status != 204) {
@@ -917,14 +952,14 @@ static void submit_after(uv_work_t *w, int status) {
             st->idle_cb(st->idle_arg);
         return;
     }
-    store_op *op = xcalloc(1, sizeof *op);
-    op->kind = OP_COMMIT;
+    store_op *op = op_new(OP_COMMIT);
     op->arg = j->arg;
     op->submit_cb = j->cb;
     op->profile = j->profile;
     op->tmp_path = j->path;
     op->tmp_size = j->size;
-    op->synced = !j->batch;
+    op->synced = !keep_fd;
+    op->tmp_fd = keep_fd ? j->fd : -1;
     op->t_stage[STAGE_QUEUE] = j->t_queued;
     op->t_stage[STAGE_VALIDATE] = j->t_started;
     op->t_stage[STAGE_COMMIT_WAIT] = j->t_validated;
@@ -957,8 +992,7 @@ void store_merge(store *st, int combine, void *arg, store_merge_cb cb) {
         cb(arg, 200, NULL, blob_ref(st->cache));
         return;
     }
-    store_op *op = xcalloc(1, sizeof *op);
-    op->kind = combine ? OP_COMBINE : OP_MERGE;
+    store_op *op = op_new(combine ? OP_COMBINE : OP_MERGE);
     op->arg = arg;
     op->merge_cb = cb;
     enqueue(st, op);
@@ -969,8 +1003,7 @@ void store_query(store *st, const mergeopts *o, void *arg, store_merge_cb cb) {
         store_merge(st, o->combine, arg, cb);
         return;
     }
-    store_op *op = xcalloc(1, sizeof *op);
-    op->kind = OP_QUERY;
+    store_op *op = op_new(OP_QUERY);
     op->arg = arg;
     op->merge_cb = cb;
     op->query = xcalloc(1, sizeof *op->query);
@@ -984,8 +1017,7 @@ static void on_retention_tick(void *arg) {
     store *st = arg;
     if (st->stopped || st->expire_queued)
         return;
-    store_op *op = xcalloc(1, sizeof *op);
-    op->kind = OP_EXPIRE;
+    store_op *op = op_new(OP_EXPIRE);
     st->expire_queued = 1;
     enqueue(st, op);
 }
@@ -1027,8 +1059,7 @@ void store_start(store *st) {
     if (why[0] != '\0')
         LOG(LOG_INFO, "store: %s", why);
     g_metrics.sync_batch = durable_use_batch(st->durable);
-    store_op *op = xcalloc(1, sizeof *op);
-    op->kind = OP_LOAD;
+    store_op *op = op_new(OP_LOAD);
     enqueue(st, op);
     /* The first tick runs at once: queued behind the load. */
     if (st->retention_ms && !st->stopped)
