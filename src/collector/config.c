@@ -318,20 +318,6 @@ int config_load(config *cfg, char *err, size_t errlen) {
                  ret);
         return UV_EINVAL;
     }
-    const char *sync = env_or("PGOF_SYNC", "auto");
-    if (strcmp(sync, "auto") == 0) {
-        cfg->sync_batch = 1;
-    } else if (strcmp(sync, "fsync") == 0) {
-        cfg->sync_batch = 0;
-    } else {
-        snprintf(err, errlen, "PGOF_SYNC=\"%s\": must be auto or fsync", sync);
-        return UV_EINVAL;
-    }
-    /* Test seams: atoi is enough, a bad value means the default. */
-    const char *t = getenv("PGOF_TEST_SYNCFS_SLOW_MS");
-    cfg->test_syncfs_slow_ms = t != NULL && atoi(t) > 0 ? (unsigned)atoi(t) : 0;
-    t = getenv("PGOF_TEST_SYNCFS_BACKOFF_MS");
-    cfg->test_syncfs_backoff_ms = t != NULL && atoi(t) > 0 ? (unsigned)atoi(t) : 0;
     int rc = load_worker_threads(cfg, err, errlen);
     return rc != 0 ? rc : load_worker_nice(cfg, err, errlen);
 }
@@ -344,7 +330,7 @@ void config_describe(const config *cfg, char *out, size_t outsz) {
              "bind=%s directory=%s submit_keys=%s merge_keys=%s max_body=%llu "
              "max_profile=%llu max_profile_memory=%llu max_header_bytes=%llu max_headers=%llu max_connections=%llu "
              "idle_timeout=%.3fs request_timeout=%.3fs shutdown_grace=%.3fs log_level=%s "
-             "metrics_auth=%s retention=%s worker_threads=%u worker_nice=%d sync=%s",
+             "metrics_auth=%s retention=%s worker_threads=%u worker_nice=%d",
              cfg->bind_address, cfg->directory, cfg->submit_keys_file, cfg->merge_keys_file,
              (unsigned long long)cfg->max_body_bytes,
              (unsigned long long)cfg->max_profile_bytes,
@@ -353,5 +339,5 @@ void config_describe(const config *cfg, char *out, size_t outsz) {
              (unsigned long long)cfg->max_connections, cfg->idle_timeout_ms / 1000.0,
              cfg->request_timeout_ms / 1000.0, cfg->shutdown_grace_ms / 1000.0,
              log_level_name(cfg->log_level), cfg->metrics_need_key ? "merge" : "none", ret,
-             cfg->worker_threads, cfg->worker_nice, cfg->sync_batch ? "auto" : "fsync");
+             cfg->worker_threads, cfg->worker_nice);
 }

@@ -48,12 +48,6 @@ typedef struct config {
     unsigned worker_threads;
     int worker_threads_set;
     int worker_nice;               /* PGOF_WORKER_NICE: 0-19, default 5 */
-    /* PGOF_SYNC: auto (1: one syncfs per group commit while syncfs is
-     * fast, see durable.h) or fsync (0: one fsync per profile). */
-    int sync_batch;
-    /* Test seams PGOF_TEST_SYNCFS_SLOW_MS and PGOF_TEST_SYNCFS_BACKOFF_MS
-     * (0 = durable.h's defaults). */
-    unsigned test_syncfs_slow_ms, test_syncfs_backoff_ms;
 } config;
 
 /* The threadpool size when neither variable is set: 4 per online CPU, at

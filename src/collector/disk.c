@@ -43,6 +43,10 @@ int disk_fsync_dir(const char *dir) {
     return rc;
 }
 
+void disk_start_write_out(int fd) {
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 int disk_write_all(int fd, const void *data, size_t len) {
     const char *p = data;
     while (len > 0) {

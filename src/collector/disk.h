@@ -15,10 +15,9 @@
  * The first two are the Go collector's names, so its directories work as
  * they are; every regular file "*.pgo" not starting with '.' is a profile.
  *
- * Durability: a profile is written to a temporary file, made durable (its
- * own fsync, or one syncfs for a group commit: durable.h), renamed to its
- * final name without replacing anything, and the directory fsync'd (one
- * directory fsync may cover several renames: group commit).
+ * Durability: a profile is written to a temporary file, fsync'd, renamed to
+ * its final name without replacing anything, and the directory fsync'd
+ * (one directory fsync may cover several renames: group commit).
  *
  * Combine (crash-safe at every instant):
  *   1. the merged profile goes to a temporary file, fsync'd;
@@ -73,6 +72,13 @@ int disk_list_profiles(const char *dir, disk_file **files, size_t *n, char *err,
 int disk_quarantine(const char *dir, const char *name, char *err, size_t errlen);
 
 int disk_fsync_dir(const char *dir);
+
+/*
+ * Starts writing fd's data to the disk without waiting (sync_file_range),
+ * so the device works while the caller decodes and the fsync that follows
+ * waits less. Errors are left for that fsync to report.
+ */
+void disk_start_write_out(int fd);
 
 /*
  * Renames tmp_path to a new "<prefix><ms>_<counter>.pgo" that did not exist

@@ -150,21 +150,7 @@ void metrics_render(char **out, size_t *len) {
               "pgof_key_reloads_total{result=\"error\"} %llu\n"
               "# HELP pgof_store_ready 1 once the stored profiles are loaded.\n"
               "# TYPE pgof_store_ready gauge\n"
-              "pgof_store_ready %d\n"
-              "# HELP pgof_store_syncfs_total Group commits made durable by one syncfs.\n"
-              "# TYPE pgof_store_syncfs_total counter\n"
-              "pgof_store_syncfs_total %llu\n"
-              "# HELP pgof_store_syncfs_seconds_total Time spent in those syncfs calls.\n"
-              "# TYPE pgof_store_syncfs_seconds_total counter\n"
-              "pgof_store_syncfs_seconds_total %.6f\n"
-              "# HELP pgof_store_syncfs_slow_total Slow syncfs calls, each followed by a "
-              "fall-back to one fsync per profile.\n"
-              "# TYPE pgof_store_syncfs_slow_total counter\n"
-              "pgof_store_syncfs_slow_total %llu\n"
-              "# HELP pgof_store_sync_batch 1 while profiles are made durable by one syncfs per "
-              "group commit, 0 while each is fsync'd.\n"
-              "# TYPE pgof_store_sync_batch gauge\n"
-              "pgof_store_sync_batch %d\n",
+              "pgof_store_ready %d\n",
               (unsigned long long)m->bytes_received, (unsigned long long)m->stored_profiles,
               (unsigned long long)m->stored_bytes, (unsigned long long)m->merges,
               (unsigned long long)m->merge_errors, m->merge_seconds_sum,
@@ -172,9 +158,7 @@ void metrics_render(char **out, size_t *len) {
               (unsigned long long)m->connections, (unsigned long long)m->connections_total,
               (unsigned long long)m->connections_refused, (unsigned long long)m->timeouts,
               (unsigned long long)m->quarantined, (unsigned long long)m->key_reloads,
-              (unsigned long long)m->key_reload_errors, m->store_ready,
-              (unsigned long long)m->syncfs, m->syncfs_seconds,
-              (unsigned long long)m->syncfs_slow, m->sync_batch);
+              (unsigned long long)m->key_reload_errors, m->store_ready);
     static const char *const stages[STAGE__COUNT] = {"queue",  "validate", "commit_wait",
                                                      "commit", "reply"};
     sb_printf(&b, "# HELP pgof_submit_stage_seconds Time accepted submissions spent in each "

@@ -33,9 +33,9 @@ enum {
 /* The stages of an accepted submission, in order (pgof_submit_stage_seconds). */
 enum {
     STAGE_QUEUE,       /* waiting for a pool thread */
-    STAGE_VALIDATE,    /* the submit job: write, decode, check (and fsync) */
+    STAGE_VALIDATE,    /* the submit job: write, decode, check, fsync */
     STAGE_COMMIT_WAIT, /* waiting for the group commit */
-    STAGE_COMMIT,      /* the group commit: write-outs, syncfs, add, rename, dir fsync */
+    STAGE_COMMIT,      /* the group commit: add, rename, directory fsync */
     STAGE_REPLY,       /* back on the loop, until the answer is queued */
     STAGE__COUNT
 };
@@ -58,10 +58,6 @@ typedef struct metrics {
     uint64_t quarantined;
     uint64_t key_reloads;
     uint64_t key_reload_errors;
-    uint64_t syncfs;       /* group commits made durable by one syncfs */
-    uint64_t syncfs_slow;  /* of those, slow ones that began a fsync back-off */
-    double syncfs_seconds;
-    int sync_batch;        /* 1 while submits leave their sync to the batch */
     double stage_seconds[STAGE__COUNT];
     uint64_t stage_count;
     int store_ready;

@@ -172,8 +172,6 @@ int server_init(server *s, uv_loop_t *loop, const config *cfg, keyset *submit_ke
     s->merge_keys = merge_keys;
     s->store = store_new(loop, cfg->directory, &s->limits);
     store_set_retention(s->store, cfg->retention_ms);
-    store_set_sync(s->store, cfg->sync_batch, cfg->test_syncfs_slow_ms,
-                   cfg->test_syncfs_backoff_ms);
     store_on_idle(s->store, on_store_idle, s);
     uv_tcp_init(loop, &s->_listener);
     s->_listener.data = s;

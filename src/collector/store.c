@@ -11,7 +11,6 @@
 #include "collector/store.h"
 
 #include "collector/disk.h"
-#include "collector/durable.h"
 #include "collector/log.h"
 #include "collector/metrics.h"
 #include "collector/query.h"
@@ -54,8 +53,6 @@ typedef struct store_op {
     pprof_profile *profile;
     char *tmp_path;
     uint64_t tmp_size;
-    int synced; /* its job fsync'd it; else the batch's syncfs must */
-    int tmp_fd; /* not synced: open until the batch checks its write-out */
     /* When each of the submission's stages began (monotonic seconds,
      * indexed by STAGE_*, metrics.h), written by the thread that ran the
      * stage before it. */
@@ -78,8 +75,6 @@ typedef struct store_op {
     uint64_t quarantined;
     int combined;
     int reloaded; /* the aggregate was rebuilt: cached is stale */
-    int syncfs_calls, syncfs_slow; /* group commit: for the metrics */
-    double syncfs_seconds;
     char *log; /* lines for the log, each "<level char><text>\n" */
     size_t log_len;
 } store_op;
@@ -90,7 +85,6 @@ typedef struct submit_job {
     int fd;
     char *path;
     int created; /* path exists (else the job creates it) */
-    int batch;   /* leave the sync to the group commit's syncfs (durable.h) */
     char *buf;   /* owned: body bytes that follow the file's contents */
     size_t buf_len;
     void *arg;
@@ -120,9 +114,6 @@ struct store {
     retention *retention;   /* its timer, once started */
     int expire_queued;
     int stopped;
-    int allow_batch_sync;   /* PGOF_SYNC: auto (1) or fsync (0) */
-    unsigned sync_slow_ms, sync_backoff_ms; /* 0 = durable.h's defaults */
-    durable *durable;       /* from store_start on; see durable.h for threads */
 
     /* the running operation only */
     pprof_merger *_merger;
@@ -173,20 +164,6 @@ void store_blob_unref(void *p) {
 }
 
 /* ---- worker helpers ------------------------------------------------------ */
-
-static store_op *op_new(op_kind kind) {
-    store_op *op = xcalloc(1, sizeof *op);
-    op->kind = kind;
-    op->tmp_fd = -1;
-    return op;
-}
-
-/* Closes a commit's upload file if the batch still holds it open. */
-static void close_tmp(store_op *op) {
-    if (op->tmp_fd >= 0)
-        close(op->tmp_fd);
-    op->tmp_fd = -1;
-}
 
 static void __attribute__((format(printf, 3, 4))) op_log(store_op *op, char level,
                                                            const char *fmt, ...) {
@@ -368,68 +345,9 @@ static void commit_one(store *st, store_op *op, store_op *first) {
  * job). Under load this turns N directory fsyncs and N pool round trips into
  * one each.
  */
-/*
- * Worker: makes the batch's files that their jobs did not fsync durable
- * with one syncfs, before any of them is renamed into place, so a file in
- * place is always complete on disk (durable.h). A failure fails exactly
- * those submissions.
- */
-static void sync_batch(store *st, store_op *first) {
-    char note[256];
-    int unsynced = 0;
-    for (store_op *op = first; op != NULL; op = op->batch) {
-        if (op->synced)
-            continue;
-        /* Its data was started on its way by its job long ago: this wait
-         * rarely sleeps, and reports that file's own write errors. */
-        int rc = durable_write_out(op->tmp_fd);
-        close(op->tmp_fd);
-        op->tmp_fd = -1;
-        if (rc != 0) {
-            op->status = util_storage_status(rc);
-            op->reject = REJECT_STORAGE;
-            snprintf(op->reason, sizeof op->reason, "cannot store the profile: write-out: %s",
-                     uv_strerror(rc));
-            unlink(op->tmp_path);
-            pprof_profile_free(op->profile);
-            op->profile = NULL;
-            continue;
-        }
-        unsynced++;
-    }
-    if (unsynced == 0)
-        return;
-    int rc = durable_sync_batch(st->durable, mono_seconds(), &first->syncfs_seconds, note,
-                                sizeof note);
-    first->syncfs_calls++;
-    if (note[0] != '\0') {
-        first->syncfs_slow++;
-        op_log(first, 'W', "store: %s", note);
-    }
-    if (rc == 0)
-        return;
-    op_log(first, 'E', "store: syncfs of %s failed: %s", st->dir, uv_strerror(rc));
-    for (store_op *op = first; op != NULL; op = op->batch) {
-        if (op->synced || op->status != 0)
-            continue;
-        op->status = util_storage_status(rc);
-        op->reject = REJECT_STORAGE;
-        snprintf(op->reason, sizeof op->reason, "cannot store the profile: syncfs: %s",
-                 uv_strerror(rc));
-        unlink(op->tmp_path);
-        pprof_profile_free(op->profile);
-        op->profile = NULL;
-    }
-}
-
 static void commit_batch(store *st, store_op *first) {
     size_t placed = 0;
-    if (durable_resume(st->durable, mono_seconds()))
-        op_log(first, 'I', "store: back to one syncfs per group commit");
-    sync_batch(st, first);
     for (store_op *op = first; op != NULL; op = op->batch) {
-        if (op->status != 0)
-            continue; /* its sync failed */
         commit_one(st, op, first);
         placed += op->placed;
     }
@@ -596,7 +514,6 @@ static void op_work(uv_work_t *w) {
             for (store_op *o = op; o != NULL; o = o->batch) {
                 o->status = 503;
                 snprintf(o->reason, sizeof o->reason, "the store is not available");
-                close_tmp(o);
                 unlink(o->tmp_path);
             }
         } else {
@@ -693,7 +610,6 @@ static void op_after(uv_work_t *w, int status) {
         for (store_op *o = op; o != NULL; o = o->batch) {
             o->status = 503;
             snprintf(o->reason, sizeof o->reason, "shutting down");
-            close_tmp(o);
             if (o->tmp_path)
                 unlink(o->tmp_path); /* the loop is ending; a blocking unlink is fine */
             pprof_profile_free(o->profile);
@@ -708,10 +624,6 @@ static void op_after(uv_work_t *w, int status) {
     g_metrics.stored_profiles = op->nfiles;
     g_metrics.stored_bytes = op->nbytes;
     g_metrics.quarantined += op->quarantined;
-    g_metrics.syncfs += (uint64_t)op->syncfs_calls;
-    g_metrics.syncfs_slow += (uint64_t)op->syncfs_slow;
-    g_metrics.syncfs_seconds += op->syncfs_seconds;
-    g_metrics.sync_batch = durable_use_batch(st->durable);
     switch (op->kind) {
     case OP_LOAD:
         g_metrics.store_ready = 1;
@@ -849,7 +761,7 @@ static void submit_job_run(submit_job *j) {
     /* A gzip upload is stored as it is: let the disk write it while we
      * decode. (A raw one is rewritten as gzip below.) */
     if (magic[0] == 0x1f && magic[1] == 0x8b)
-        durable_start_write_out(j->fd);
+        disk_start_write_out(j->fd);
     rc = pprof_decode_fd(j->fd, &j->st->lim, &j->profile, &perr);
     if (rc == 0 && (rc = pprof_check_cpu(j->profile, &perr)) != 0) {
         pprof_profile_free(j->profile);
@@ -889,19 +801,9 @@ static void submit_job_run(submit_job *j) {
         j->fd = out;
     }
     struct stat st;
-    if (j->batch) {
-        /* The group commit waits for the data (and its errors) and syncs
-         * the rest (durable.h); a raw upload's gzip copy starts now. */
-        if (magic[0] != 0x1f || magic[1] != 0x8b)
-            durable_start_write_out(j->fd);
-    } else if (fsync(j->fd) != 0) {
+    if (fsync(j->fd) != 0 || fstat(j->fd, &st) != 0) {
         rc = -errno;
         snprintf(err, sizeof err, "fsync: %s", strerror(errno));
-        goto fail_storage;
-    }
-    if (fstat(j->fd, &st) != 0) {
-        rc = -errno;
-        snprintf(err, sizeof err, "fstat: %s", strerror(errno));
         goto fail_storage;
     }
     j->size = (uint64_t)st.st_size;
@@ -932,10 +834,8 @@ static void submit_after(uv_work_t *w, int status) {
         j->reject = REJECT_STORAGE;
         snprintf(j->reason, sizeof j->reason, "shutting down");
     }
-    /* Close on the loop: a close after fsync does not wait for the disk.
-     * A file left to the batch stays open for its write-out check. */
-    int keep_fd = j->status == 204 && j->batch;
-    if (j->fd >= 0 && !keep_fd)
+    /* Close on the loop: a close after fsync does not wait for the disk. */
+    if (j->fd >= 0)
         close(j->fd);
     free(j->buf);
     if (j->status != 204) {
@@ -952,14 +852,13 @@ static void submit_after(uv_work_t *w, int status) {
             st->idle_cb(st->idle_arg);
         return;
     }
-    store_op *op = op_new(OP_COMMIT);
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_COMMIT;
     op->arg = j->arg;
     op->submit_cb = j->cb;
     op->profile = j->profile;
     op->tmp_path = j->path;
     op->tmp_size = j->size;
-    op->synced = !keep_fd;
-    op->tmp_fd = keep_fd ? j->fd : -1;
     op->t_stage[STAGE_QUEUE] = j->t_queued;
     op->t_stage[STAGE_VALIDATE] = j->t_started;
     op->t_stage[STAGE_COMMIT_WAIT] = j->t_validated;
@@ -978,7 +877,6 @@ void store_submit(store *st, int fd, char *path, int created, char *buf, size_t 
     j->buf_len = len;
     j->arg = arg;
     j->cb = cb;
-    j->batch = durable_use_batch(st->durable);
     j->t_queued = mono_seconds();
     st->validating++;
     if (uv_queue_work(st->loop, &j->work, submit_work, submit_after) != 0)
@@ -992,7 +890,8 @@ void store_merge(store *st, int combine, void *arg, store_merge_cb cb) {
         cb(arg, 200, NULL, blob_ref(st->cache));
         return;
     }
-    store_op *op = op_new(combine ? OP_COMBINE : OP_MERGE);
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = combine ? OP_COMBINE : OP_MERGE;
     op->arg = arg;
     op->merge_cb = cb;
     enqueue(st, op);
@@ -1003,7 +902,8 @@ void store_query(store *st, const mergeopts *o, void *arg, store_merge_cb cb) {
         store_merge(st, o->combine, arg, cb);
         return;
     }
-    store_op *op = op_new(OP_QUERY);
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_QUERY;
     op->arg = arg;
     op->merge_cb = cb;
     op->query = xcalloc(1, sizeof *op->query);
@@ -1017,7 +917,8 @@ static void on_retention_tick(void *arg) {
     store *st = arg;
     if (st->stopped || st->expire_queued)
         return;
-    store_op *op = op_new(OP_EXPIRE);
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_EXPIRE;
     st->expire_queued = 1;
     enqueue(st, op);
 }
@@ -1040,26 +941,12 @@ store *store_new(uv_loop_t *loop, const char *dir, const pprof_limits *lim) {
     st->dir = xstrdup(dir);
     st->lim = *lim;
     st->_qworker = query_worker_new();
-    st->allow_batch_sync = 1;
     return st;
 }
 
-void store_set_sync(store *st, int allow_batch, unsigned slow_ms, unsigned backoff_ms) {
-    st->allow_batch_sync = allow_batch;
-    st->sync_slow_ms = slow_ms;
-    st->sync_backoff_ms = backoff_ms;
-}
-
 void store_start(store *st) {
-    char why[512];
-    st->durable = durable_new(st->dir, st->allow_batch_sync, why, sizeof why);
-    if (st->sync_slow_ms || st->sync_backoff_ms)
-        durable_set_timing(st->durable, st->sync_slow_ms ? st->sync_slow_ms : DURABLE_SLOW_MS,
-                           st->sync_backoff_ms ? st->sync_backoff_ms : DURABLE_BACKOFF_MS);
-    if (why[0] != '\0')
-        LOG(LOG_INFO, "store: %s", why);
-    g_metrics.sync_batch = durable_use_batch(st->durable);
-    store_op *op = op_new(OP_LOAD);
+    store_op *op = xcalloc(1, sizeof *op);
+    op->kind = OP_LOAD;
     enqueue(st, op);
     /* The first tick runs at once: queued behind the load. */
     if (st->retention_ms && !st->stopped)
@@ -1085,7 +972,6 @@ void store_free(store *st) {
     if (st->_merger != NULL)
         pprof_merger_free(st->_merger);
     pprof_encoder_free(st->_encoder);
-    durable_free(st->durable);
     free(st->_files);
     free(st->dir);
     free(st);

@@ -15,9 +15,8 @@
  *            swept by main() before the listener opens, never here.)
  *   commit   add one validated submission to the merger, then rename its
  *            temporary file into place (durably). Commits queued back to
- *            back run as one group commit: one syncfs for the files whose
- *            submit jobs did not fsync them (durable.h), every rename, then
- *            one directory fsync, then every answer.
+ *            back run as one group commit: every rename, then one
+ *            directory fsync, then every answer.
  *   merge    encode the merger (cached until the next commit).
  *   combine  merge, then replace the stored files by the merged one.
  *   query    a merge with options (strip_labels, shape, weight, since):
@@ -98,13 +97,6 @@ void store_query(store *st, const mergeopts *o, void *arg, store_merge_cb cb);
 /* PGOF_RETENTION (0 = off): set before store_start, which starts its timer
  * (retention.h). */
 void store_set_retention(store *st, uint64_t retention_ms);
-
-/*
- * PGOF_SYNC (durable.h): allow_batch 0 makes every submit fsync its own
- * file. slow_ms and backoff_ms override the fall-back's timing (0 = the
- * defaults). Before store_start.
- */
-void store_set_sync(store *st, int allow_batch, unsigned slow_ms, unsigned backoff_ms);
 
 /* At shutdown: stops the store's timers; queued work still runs. */
 void store_stop(store *st);

@@ -37,6 +37,10 @@ Sections:
   offline  build/pgof merge vs go tool pprof -proto on 1,000 files:
            hyperfine wall time, /usr/bin/time -v peak RSS.
 
+Before each server starts, os.sync() writes out whatever the previous one
+left dirty (the reference never fsyncs), so no run pays for another's
+writes.
+
 Stored sets: a pool of distinct real profiles from the fixture generator
 (cached under build/bench/profiles, shared with merge_engine.sh), copied
 round-robin under distinct Go-collector names <ms>_<n>.pgo.
@@ -179,6 +183,11 @@ def free_port():
 
 class Server:
     def __init__(self, kind, directory, log_level="warn"):
+        # Every server starts with nothing waiting for the disk: the
+        # reference never fsyncs, so after its run tens of MB it wrote are
+        # still dirty, and the next server's first fsync or syncfs would
+        # write them out for it.
+        os.sync()
         self.kind = kind
         self.dir = directory
         self.port = free_port()

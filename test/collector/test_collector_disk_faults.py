@@ -7,7 +7,6 @@ written is answered like one whose file cannot be created.
 """
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -112,96 +111,3 @@ def test_upload_write_failure_status(make_collector, tmp_path, shim, err, status
     assert c.stored() == []
     os.unlink(flag)
     assert c.submit(fixture("fib.pb.gz"))[0] == 204
-
-
-def test_sync_modes_store_durably(make_collector, tmp_path):
-    """PGOF_SYNC=auto (the default) makes a group commit's files durable with
-    one syncfs; PGOF_SYNC=fsync with one fsync per file and never calls
-    syncfs. Both store every profile and merge to the exact sum."""
-    bodies = [fixture(n) for n in ("fib.pb.gz", "sha.pb.gz", "labels.pb.gz")]
-    for mode, batch in (("auto", 1), ("fsync", 0)):
-        c = make_collector(env={"PGOF_SYNC": mode}, directory=str(tmp_path / mode))
-        assert c.metric("pgof_store_sync_batch") == batch
-        for b in bodies:
-            assert c.submit(b)[0] == 204
-        assert len(c.stored()) == len(bodies)
-        syncs = c.metric("pgof_store_syncfs_total")
-        assert (syncs >= 1) if batch else (syncs == 0), (mode, syncs)
-        assert profile_stacks(c.merge()[2]) == sum_stacks(bodies)
-        assert f"sync={mode}" in c.log()
-        c.stop()
-
-
-def test_bad_sync_setting_refused(make_collector):
-    c = make_collector(env={"PGOF_SYNC": "sometimes"}, start=False)
-    with pytest.raises(AssertionError) as e:
-        c.start()
-    assert 'PGOF_SYNC="sometimes": must be auto or fsync' in str(e.value)
-
-
-def test_failed_syncfs_stores_nothing(make_collector, tmp_path, shim):
-    """The group commit's syncfs fails: the submissions it was to make
-    durable are answered 500 before any is renamed into place, nothing is
-    stored or left behind, and the next submission, once syncfs works, is
-    stored and counted once."""
-    flag = str(tmp_path / "fail-syncfs")
-    c = make_collector(env={"LD_PRELOAD": shim, "PGOF_TEST_FAIL_SYNCFS": flag})
-    body = fixture("fib.pb.gz")
-    assert c.submit(body)[0] == 204
-    open(flag, "w").close()
-    status, _, reason = c.submit(body)
-    assert status == 500, reason
-    assert reason.startswith(b"cannot store the profile: syncfs:"), reason
-    assert len(c.stored()) == 1
-    wait_for(lambda: c.temps() == [], 10, "the temporary file to go")
-    assert "syncfs of" in c.log()
-    os.unlink(flag)
-    assert c.submit(body)[0] == 204
-    assert profile_stacks(c.merge()[2]) == sum_stacks([body, body])
-
-
-def test_failed_write_out_stores_nothing(make_collector, tmp_path, shim):
-    """A submission's own data cannot be written out (sync_file_range fails
-    on its file): that submission alone gets 500, with the reason."""
-    flag = str(tmp_path / "fail-write-out")
-    c = make_collector(env={"LD_PRELOAD": shim, "PGOF_TEST_FAIL_WRITE_OUT": flag})
-    body = fixture("sha.pb.gz")
-    open(flag, "w").close()
-    status, _, reason = c.submit(body)
-    assert status == 500, reason
-    assert b"write-out" in reason, reason
-    wait_for(lambda: c.temps() == [], 10, "the temporary file to go")
-    assert c.stored() == []
-    os.unlink(flag)
-    assert c.submit(body)[0] == 204
-    assert len(c.stored()) == 1
-
-
-def test_slow_syncfs_falls_back_to_fsync_then_returns(make_collector, tmp_path, shim):
-    """A syncfs slower than the threshold (here 100 ms, made 300 ms by the
-    shim) means other files on the filesystem are being written: the store
-    fsyncs each profile instead, without calling syncfs, until the back-off
-    ends (here 1 s), then uses syncfs again. Every submission is stored."""
-    flag = str(tmp_path / "slow-syncfs")
-    c = make_collector(env={"LD_PRELOAD": shim, "PGOF_TEST_SLOW_SYNCFS": flag,
-                            "PGOF_TEST_SYNCFS_SLOW_MS": "100",
-                            "PGOF_TEST_SYNCFS_BACKOFF_MS": "1000"})
-    body = fixture("json.pb.gz")
-    open(flag, "w").close()
-    assert c.submit(body)[0] == 204
-    assert c.metric("pgof_store_syncfs_slow_total") == 1
-    assert c.metric("pgof_store_sync_batch") == 0
-    wait_for(lambda: "syncfs took" in c.log(), 10, "the warning")
-    os.unlink(flag)
-    syncs = c.metric("pgof_store_syncfs_total")
-    for _ in range(3):
-        assert c.submit(body)[0] == 204
-    assert c.metric("pgof_store_syncfs_total") == syncs  # fsync'd, one by one
-    time.sleep(1.1)
-    assert c.submit(body)[0] == 204  # the back-off is over: the switch back
-    assert c.submit(body)[0] == 204  # and this one is synced with syncfs
-    assert c.metric("pgof_store_sync_batch") == 1
-    assert c.metric("pgof_store_syncfs_total") > syncs
-    assert "back to one syncfs per group commit" in c.log()
-    assert len(c.stored()) == 6
-    assert profile_stacks(c.merge()[2]) == sum_stacks([body] * 6)

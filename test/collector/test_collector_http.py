@@ -1,6 +1,7 @@
 """HTTP behaviour of pgof-collector (issue 4): endpoints, status codes, auth,
 keep-alive, pipelining, HTTP/1.0, limits and timeouts, over raw sockets where
 the exact bytes matter."""
+import re
 import time
 
 import pytest
@@ -52,6 +53,30 @@ def test_metrics_without_key(collector):
                  "pgof_merge_duration_seconds_sum", "pgof_connections ",
                  "pgof_quarantined_total"):
         assert name in text, name
+
+
+def test_metrics_submit_stages(collector):
+    """Each accepted submission adds its time in every stage, from the
+    body's last byte to the answer; refused ones add nothing."""
+    def stages():
+        out = {}
+        for line in collector.request("GET", "/metrics")[2].decode().splitlines():
+            m = re.match(r'pgof_submit_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', line)
+            if m:
+                out.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+        return out
+
+    before = stages()
+    assert set(before) == {"queue", "validate", "commit_wait", "commit", "reply"}
+    assert all(v == {"sum": 0.0, "count": 0.0} for v in before.values()), before
+    for name in ("fib.pb.gz", "sha.pb.gz", "json.pb.gz"):
+        assert collector.submit(fixture(name))[0] == 204
+    assert collector.submit(b"not a profile")[0] == 400
+    after = stages()
+    assert all(v["count"] == 3 for v in after.values()), after
+    # Decoding and the fsyncs take real time; every stage is a duration.
+    assert after["validate"]["sum"] > 0 and after["commit"]["sum"] > 0, after
+    assert all(0 <= v["sum"] < 30 for v in after.values()), after
 
 
 def test_metrics_with_merge_key_when_configured(make_collector):

@@ -14,8 +14,21 @@
 
 #include <sys/wait.h>
 
-#define TMPDIR_PREFIX "pgof-test-disk"
-#include "tmpdir.h"
+static char dir[64];
+
+static int make_dir(void **state) {
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/pgof-test-disk-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return 0;
+}
+
+static int remove_dir(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
 
 static void put(const char *name, const char *text) {
     char p[256];

@@ -6,13 +6,6 @@
  *   directory fails with EIO, as on a disk going bad.
  * - While the file named by PGOF_TEST_FAIL_UNLINK exists, unlink() of a
  *   stored profile (a "*.pgo" name not starting with '.') fails with EIO.
- * - While the file named by PGOF_TEST_FAIL_SYNCFS exists, syncfs() fails
- *   with EIO; while PGOF_TEST_SLOW_SYNCFS exists, syncfs() first sleeps for
- *   PGOF_TEST_SLOW_SYNCFS_MS milliseconds (default 300), as when other files
- *   on the filesystem are being written.
- * - While the file named by PGOF_TEST_FAIL_WRITE_OUT exists,
- *   sync_file_range() on an upload's temporary file fails with EIO, as
- *   when its data cannot be written.
  * - While the file named by PGOF_TEST_FAIL_UPLOAD_WRITE exists, write(),
  *   writev(), pwrite() and pwritev() to an upload's temporary file (a
  *   regular file named ".pgof-tmp-*") fail with the errno named by
@@ -25,9 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -69,15 +60,15 @@ int unlink(const char *path)
     return real_unlink(path);
 }
 
-/* Whether fd is an upload's temporary file (a regular ".pgof-tmp-*"). */
-static int is_upload(int fd)
+/* Whether a write to fd should fail now; sets errno when it should. */
+static int upload_write_fails(int fd)
 {
     char link[64], path[4096];
-    const char *base;
+    const char *base, *want;
     struct stat st;
     ssize_t n;
 
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    if (!flag_set("PGOF_TEST_FAIL_UPLOAD_WRITE") || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return 0;
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     n = readlink(link, path, sizeof path - 1);
@@ -86,15 +77,7 @@ static int is_upload(int fd)
     path[n] = '\0';
     base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    return strncmp(base, ".pgof-tmp-", 10) == 0;
-}
-
-/* Whether a write to fd should fail now; sets errno when it should. */
-static int upload_write_fails(int fd)
-{
-    const char *want;
-
-    if (!flag_set("PGOF_TEST_FAIL_UPLOAD_WRITE") || !is_upload(fd))
+    if (strncmp(base, ".pgof-tmp-", 10) != 0)
         return 0;
     want = getenv("PGOF_TEST_FAIL_UPLOAD_WRITE_ERRNO");
     errno = want && strcmp(want, "ENOMEM") == 0   ? ENOMEM
@@ -130,30 +113,4 @@ ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
     REAL(pwritev);
     return upload_write_fails(fd) ? -1 : real_pwritev(fd, iov, n, off);
-}
-
-int syncfs(int fd)
-{
-    REAL(syncfs);
-    if (flag_set("PGOF_TEST_SLOW_SYNCFS")) {
-        const char *ms = getenv("PGOF_TEST_SLOW_SYNCFS_MS");
-        long n = ms ? atol(ms) : 300;
-        struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (flag_set("PGOF_TEST_FAIL_SYNCFS")) {
-        errno = EIO;
-        return -1;
-    }
-    return real_syncfs(fd);
-}
-
-int sync_file_range(int fd, off_t off, off_t len, unsigned int flags)
-{
-    REAL(sync_file_range);
-    if (flag_set("PGOF_TEST_FAIL_WRITE_OUT") && is_upload(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    return real_sync_file_range(fd, off, len, flags);
 }
