@@ -62,9 +62,9 @@ LIBCOLLECTOR := $(BUILD)/libcollector.a
 COLLECTOR    := $(BUILD)/pgof-collector
 CLI          := $(BUILD)/pgof
 
-LIBS_PPROF     := -ldeflate -lz -lm
-LIBS_COLLECTOR := -luv -ldeflate -lz -lm
-LIBS_CLI       := -lcurl -ldeflate -lz -lm
+LIBS_PPROF     := -lz -lm
+LIBS_COLLECTOR := -luv -lz -lm
+LIBS_CLI       := -lcurl -lz -lm
 
 TARGETS := $(COLLECTOR)
 ifneq ($(wildcard src/cli/main.c),)
@@ -128,10 +128,7 @@ EMBEDDED_DEFS := $(if $(HAVE_LIBDW),-DPGOF_HAVE_LIBDW)
 LIBS_EMBEDDED := -lcurl $(if $(HAVE_LIBDW),-ldw) -lz -lm
 LIBPGOF_A   := $(BUILD)/libpgof.a
 LIBPGOF_SO  := $(BUILD)/libpgof.so
-# The profiler builds and encodes profiles; it never decodes one, so it
-# leaves out the decoder (and libdeflate with it) and the offline merge.
-PGOF_LIBSRCS := $(EMBEDDED_SRCS) $(filter-out src/pprof/decode.c,$(PPROF_SRCS)) $(NANOPB_SRCS) \
-	$(filter-out src/common/mergepipe.c,$(COMMON_SRCS))
+PGOF_LIBSRCS := $(EMBEDDED_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
 pic = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
 
 $(BUILD)/obj/src/embedded/%.o: src/embedded/%.c $(BUILD)/.flags
@@ -172,11 +169,11 @@ $(BUILD)/embedded/pgof-e2e: test/embedded/progs/pgof-e2e.c $(LIBPGOF_SO) $(BUILD
 	$(CC) $(ALL_CFLAGS) $(WARN) $< -o $@ $(ALL_LDFLAGS) -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lpgof
 $(BUILD)/embedded/%: test/embedded/progs/%.c $(LIBPGOF_A) $(LIBPPROF) $(BUILD)/.flags
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(WARN) $< -o $@ $(ALL_LDFLAGS) $(LIBPGOF_A) $(LIBPPROF) $(LIBS_EMBEDDED) -ldeflate
+	$(CC) $(ALL_CFLAGS) $(WARN) $< -o $@ $(ALL_LDFLAGS) $(LIBPGOF_A) $(LIBPPROF) $(LIBS_EMBEDDED)
 
 $(BUILD)/test/embedded/%: test/embedded/%.c $(LIBPGOF_A) $(LIBPPROF) $(BUILD)/.flags
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(WARN) $(EMBEDDED_DEFS) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPGOF_A) $(LIBPPROF) -lcmocka $(LIBS_EMBEDDED) -ldeflate
+	$(CC) $(ALL_CFLAGS) $(WARN) $(EMBEDDED_DEFS) -Wno-unused-function -Itest $< -o $@ $(ALL_LDFLAGS) $(LIBPGOF_A) $(LIBPPROF) -lcmocka $(LIBS_EMBEDDED)
 
 # Overhead at 100 Hz (long; not in make test): see docs/performance.md.
 bench-embedded: $(EMBEDDED_PROGS)
@@ -262,11 +259,11 @@ FUZZ_SECONDS ?= 300
 
 build/fuzz/fuzz_pprof: test/fuzz/fuzz_pprof.c $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -ldeflate -lz -lm
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -lz -lm
 
 build/fuzz/fuzz_http: test/fuzz/fuzz_http.c $(COLLECTOR_SRCS) $(LLHTTP_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -luv -ldeflate -lz -lm
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -luv -lz -lm
 
 fuzz-build: $(FUZZ_BINS)
 .PHONY: fuzz-build
@@ -312,7 +309,7 @@ proto:
 	cd proto && nanopb_generator.py -q -D ../src/pprof/gen -f profile.options profile.proto
 
 # ---- set-up: Debian packages ---------------------------------------------
-BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libdeflate-dev libcurl4-openssl-dev libdw-dev
+BUILD_PKGS := gcc make libc6-dev libuv1-dev zlib1g-dev libcurl4-openssl-dev libdw-dev
 TEST_PKGS  := libcmocka-dev python3 python3-pytest golang-go clang libclang-rt-14-dev \
 	nginx-light curl python3-yaml systemd
 

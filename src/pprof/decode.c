@@ -9,18 +9,8 @@
  * window starts at 64 KiB and only grows when a single top-level field needs
  * more contiguous bytes than it holds, doubling as bytes actually arrive, so
  * a field that claims gigabytes but is followed by little data costs little.
- * Past ONESHOT_MAX the whole inflated file is never held: memory is the
- * window plus the tables, and every table is charged to a budget
- * (pprof_limits.max_memory).
- *
- * One exception makes the common case fast: a single gzip member of at most
- * ONESHOT_MAX (4 MiB) bytes, inflating to at most that, read from memory or
- * from a regular file, is inflated in one call by libdeflate (see oneshot()):
- * about 1.5x zlib's speed, and no window refills. That costs up to two 4 MiB
- * buffers per decode, not charged to the budget; the budget is charged
- * exactly as the streaming window would have been, so a profile decodes,
- * or is refused with the same message, whichever path it takes. Anything
- * unusual goes to zlib, which also words every gzip error.
+ * The whole inflated file is never held: memory is the window plus the
+ * tables, and every table is charged to a budget (pprof_limits.max_memory).
  *
  * The Profile message is walked by a small loop here rather than by one
  * pb_decode call, for three reasons: (1) a submessage is handed to nanopb as
@@ -44,10 +34,7 @@
  * header is an error, as in Go. Threads: reentrant, safe off the loop thread.
  */
 #include <errno.h>
-#include <libdeflate.h>
-#include <pthread.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -57,17 +44,11 @@
 
 #define WINDOW_MIN (64u << 10)
 #define INBUF_SIZE (64u << 10)
-/* Largest gzip input (and inflated size) taken whole by the one-shot path. */
-#define ONESHOT_MAX (4u << 20)
-
-bool pprof__oneshot_off;
-unsigned long pprof__oneshot_used;
 
 typedef struct reader {
     int fd; /* -1 when reading memory */
     const uint8_t *mem;
     size_t mem_len, mem_pos;
-    uint8_t *mem_owned; /* a regular file read whole for the one-shot path */
     bool src_eof; /* the source has no more bytes */
     uint64_t in_total; /* source bytes handed to zlib or the window */
 
@@ -80,11 +61,6 @@ typedef struct reader {
 
     uint8_t *win;
     bool win_owned;
-    /* The one-shot path: win holds the whole profile, and vcap is the size
-     * the streaming window would have grown to, charged to the budget
-     * alike. Elsewhere vcap is win_cap. */
-    bool whole;
-    size_t vcap;
     size_t win_cap, pos, end; /* unread bytes are win[pos..end) */
     uint64_t base;            /* protobuf offset of win[0] */
     bool eof;                 /* no more protobuf bytes will come */
@@ -238,22 +214,6 @@ static int fill_more(reader *r, size_t want)
 {
     int rc;
 
-    if (r->whole) {
-        /* Every byte is here already. Charge what the streaming window
-         * would have grown to (it doubles while it is full and short of
-         * want), so both paths accept and refuse the same profiles. */
-        while (r->vcap < want && r->end - r->pos >= r->vcap) {
-            size_t ncap = r->vcap * 2;
-            if (ncap < r->vcap || !pprof__budget_fits(r->budget, ncap - r->vcap))
-                return pprof__fail(r->err, PPROF_ELIMIT,
-                                   "a field at byte %llu needs more than the memory limit",
-                                   (unsigned long long)(r->base + r->pos));
-            r->budget->used += ncap - r->vcap;
-            r->vcap = ncap;
-        }
-        return 0;
-    }
-
     while (r->end - r->pos < want && !r->eof) {
         if (r->end == r->win_cap) {
             if (r->pos > 0) {
@@ -274,7 +234,7 @@ static int fill_more(reader *r, size_t want)
                                        "out of memory buffering a %zu-byte field", want);
                 r->budget->used += ncap - r->win_cap;
                 r->win = nw;
-                r->win_cap = r->vcap = ncap;
+                r->win_cap = ncap;
             }
         }
         if ((rc = produce(r, r->win_cap - r->end)))
@@ -283,118 +243,12 @@ static int fill_more(reader *r, size_t want)
     return 0;
 }
 
-/* Most calls find the bytes already there (and, on the one-shot path,
- * nothing to charge): that test stays inline. */
+/* Most calls find the bytes already there: that test stays inline. */
 static inline int fill(reader *r, size_t want)
 {
-    if (r->end - r->pos >= want && want <= r->vcap)
+    if (r->end - r->pos >= want)
         return 0;
     return fill_more(r, want);
-}
-
-static pthread_once_t libdeflate_once = PTHREAD_ONCE_INIT;
-
-static void libdeflate_setup(void)
-{
-    /* Through the engine's allocator seam, like zlib's allocations. */
-    libdeflate_set_memory_allocator(pprof__malloc, pprof__free);
-}
-
-/*
- * Reads the rest of a small regular file (after the two magic bytes already
- * read) into an owned buffer, and makes the reader read that memory. Leaves
- * the reader on the descriptor when the file is not a small regular file,
- * does not end where fstat said, or the buffer does not fit the budget.
- */
-static void slurp_fd(reader *r, const uint8_t magic[2])
-{
-    struct stat st;
-    off_t pos = lseek(r->fd, 0, SEEK_CUR);
-    uint8_t *buf, probe;
-    size_t n, got = 0;
-
-    if (pos < 0 || fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < pos ||
-        (uint64_t)(st.st_size - pos) > ONESHOT_MAX - 2)
-        return;
-    n = (size_t)(st.st_size - pos) + 2;
-    if (!(buf = pprof__malloc(n)))
-        return;
-    memcpy(buf, magic, 2);
-    while (got < n - 2) {
-        ssize_t k = pread(r->fd, buf + 2 + got, n - 2 - got, pos + (off_t)got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    /* pread leaves the offset alone, so declining costs nothing. */
-    if (got != n - 2 || pread(r->fd, &probe, 1, pos + (off_t)got) != 0) {
-        pprof__free(buf);
-        return;
-    }
-    if (lseek(r->fd, pos + (off_t)got, SEEK_SET) < 0) {
-        pprof__free(buf);
-        return;
-    }
-    r->fd = -1;
-    r->mem = r->mem_owned = buf;
-    r->mem_len = n;
-    r->in_total = 0;
-}
-
-/*
- * The one-shot path: a single gzip member whose trailer says it inflates to
- * at most ONESHOT_MAX bytes is inflated by libdeflate in one call into a
- * window of exactly that size (about 1.5x zlib's speed, and no window
- * refills). It declines (returns false, nothing changed) whenever zlib's
- * streaming path should decide: several members, a header CRC to check
- * (libdeflate skips it; zlib and Go check it), a trailer that lies, data
- * that does not inflate. So every error message is still zlib's, and a
- * profile is accepted exactly when libdeflate inflates it to the size and
- * CRC-32 its trailer states.
- */
-static bool oneshot(reader *r)
-{
-    const uint8_t *in = r->mem;
-    size_t len = r->mem_len, in_used = 0, out_used = 0;
-    struct libdeflate_decompressor *d;
-    enum libdeflate_result res;
-    uint8_t *out;
-    uint32_t isize;
-
-    if (pprof__oneshot_off || len < 18 || len > ONESHOT_MAX || (in[3] & 0x02))
-        return false;
-    isize = (uint32_t)in[len - 4] | (uint32_t)in[len - 3] << 8 | (uint32_t)in[len - 2] << 16 |
-            (uint32_t)in[len - 1] << 24;
-    if (isize == 0 || isize > ONESHOT_MAX || isize > r->max_inflated)
-        return false;
-    pthread_once(&libdeflate_once, libdeflate_setup);
-    if (!(out = pprof__malloc(isize)))
-        return false;
-    if (!(d = libdeflate_alloc_decompressor())) {
-        pprof__free(out);
-        return false;
-    }
-    res = libdeflate_gzip_decompress_ex(d, in, len, out, isize, &in_used, &out_used);
-    libdeflate_free_decompressor(d);
-    if (res != LIBDEFLATE_SUCCESS || in_used != len || out_used != isize) {
-        pprof__free(out);
-        return false;
-    }
-    __atomic_fetch_add(&pprof__oneshot_used, 1, __ATOMIC_RELAXED);
-    /* Charged as the streaming path's first window (the caller checked it
-     * fits): the whole buffer is bounded by ONESHOT_MAX instead. */
-    r->budget->used += WINDOW_MIN;
-    r->whole = true;
-    r->vcap = WINDOW_MIN;
-    r->win = out;
-    r->win_owned = true;
-    r->win_cap = r->end = isize;
-    r->eof = r->src_eof = true;
-    r->mem_pos = len;
-    r->in_total = len;
-    return true;
 }
 
 static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
@@ -428,12 +282,6 @@ static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
     if (have == 0 && (fd >= 0 || len == 0))
         return pprof__fail(err, PPROF_EEMPTY, "the input is empty");
     r->gzip = have == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-    if (r->gzip && pprof__budget_fits(budget, WINDOW_MIN)) {
-        if (fd >= 0)
-            slurp_fd(r, magic);
-        if (r->fd < 0 && oneshot(r))
-            return 0;
-    }
 
     if (fd < 0 && !r->gzip) {
         /* Raw protobuf in memory: the window is the caller's buffer. */
@@ -442,7 +290,7 @@ static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
                                "the profile is %zu bytes, more than the %llu-byte limit",
                                len, (unsigned long long)r->max_inflated);
         r->win = (uint8_t *)(uintptr_t)mem;
-        r->win_cap = r->vcap = r->end = len;
+        r->win_cap = r->end = len;
         r->eof = r->src_eof = true;
         r->in_total = len;
         return 0;
@@ -455,7 +303,7 @@ static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
     if (!r->win)
         return pprof__fail(err, PPROF_ENOMEM, "out of memory");
     r->win_owned = true;
-    r->win_cap = r->vcap = WINDOW_MIN;
+    r->win_cap = WINDOW_MIN;
     budget->used += WINDOW_MIN;
     if (!r->gzip) {
         memcpy(r->win, magic, have);
@@ -466,7 +314,7 @@ static int reader_open(reader *r, int fd, const uint8_t *mem, size_t len,
     }
     r->z.zalloc = pprof__zalloc;
     r->z.zfree = pprof__zfree;
-    if (r->fd >= 0) {
+    if (fd >= 0) {
         r->inbuf = pprof__malloc(INBUF_SIZE);
         if (!r->inbuf)
             return pprof__fail(err, PPROF_ENOMEM, "out of memory");
@@ -492,7 +340,6 @@ static void reader_close(reader *r)
     if (r->z_init)
         inflateEnd(&r->z);
     pprof__free(r->inbuf);
-    pprof__free(r->mem_owned);
     if (r->win_owned)
         pprof__free(r->win);
 }
@@ -1167,6 +1014,25 @@ static int decode_profile(reader *r, pprof_profile *p)
 }
 
 /* ---- public entry points ------------------------------------------------ */
+
+void pprof_profile_free(pprof_profile *p)
+{
+    if (!p)
+        return;
+    pprof__vec_free(&p->sample_types);
+    pprof__vec_free(&p->samples);
+    pprof__vec_free(&p->mappings);
+    pprof__vec_free(&p->locations);
+    pprof__vec_free(&p->functions);
+    pprof__vec_free(&p->strings);
+    pprof__vec_free(&p->comments);
+    pprof__vec_free(&p->locids);
+    pprof__vec_free(&p->values);
+    pprof__vec_free(&p->labels);
+    pprof__vec_free(&p->lines);
+    pprof__vec_free(&p->strbytes);
+    pprof__free(p);
+}
 
 static int decode(int fd, const void *data, size_t len, const pprof_limits *lim,
                   pprof_profile **out, pprof_error *err)

@@ -163,22 +163,3 @@ bool pprof__str_eq(const pprof_profile *p, int64_t i, const char *s)
 
     return strlen(s) == len && memcmp(str, s, len) == 0;
 }
-
-void pprof_profile_free(pprof_profile *p)
-{
-    if (!p)
-        return;
-    pprof__vec_free(&p->sample_types);
-    pprof__vec_free(&p->samples);
-    pprof__vec_free(&p->mappings);
-    pprof__vec_free(&p->locations);
-    pprof__vec_free(&p->functions);
-    pprof__vec_free(&p->strings);
-    pprof__vec_free(&p->comments);
-    pprof__vec_free(&p->locids);
-    pprof__vec_free(&p->values);
-    pprof__vec_free(&p->labels);
-    pprof__vec_free(&p->lines);
-    pprof__vec_free(&p->strbytes);
-    pprof__free(p);
-}

@@ -33,7 +33,7 @@ ORIGINAL_ENV = {
     "PGOF_SUBMIT_AUTH_KEYS_FILE": "/secret/submit_keys",
     "PGOF_MERGE_AUTH_KEYS_FILE": "/secret/merge_keys",
 }
-RUNTIME_ALLOWED = {"libuv1", "zlib1g", "libdeflate0", "libcurl4", "ca-certificates"}
+RUNTIME_ALLOWED = {"libuv1", "zlib1g", "libcurl4", "ca-certificates"}
 
 
 @pytest.fixture(scope="module")

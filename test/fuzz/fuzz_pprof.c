@@ -14,19 +14,13 @@
  * encoding every time.
  * The aggregate is then reshaped (shape=pgo, strip_labels) and the input
  * weighted (weight=equal), whose outputs must be valid too (issue 10).
- * A gzip input is decoded a second time through zlib's streaming path only:
- * the one-shot libdeflate path must give the same answer, the same message
- * on a refusal and the same merged bytes on success. A raw input is gzipped
- * first for that check, so valid gzip streams of every shape meet it too.
  * Any crash, leak, sanitizer report or broken round trip is a finding.
  * Seed corpus: test/fuzz/corpus/pprof (the real fixtures, raw and gzip).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
-#include "pprof/internal.h"
 #include "pprof/pprof.h"
 
 /* Encodes m with the long-lived encoder; aborts unless the bytes are want. */
@@ -52,58 +46,6 @@ static void check_encoder(const pprof_merger *m, const uint8_t *want, size_t wan
     free(fresh);
 }
 
-/* Encodes p alone (returns owned), or NULL when p is NULL. */
-static uint8_t *encode_alone(const pprof_profile *p, size_t *len)
-{
-    pprof_merger *m;
-    pprof_error err;
-    uint8_t *out = NULL;
-
-    *len = 0;
-    if (!p)
-        return NULL;
-    if (!(m = pprof_merger_new()) || pprof_merger_add(m, p, &err) != 0 ||
-        pprof_merger_encode(m, &out, len, &err) != 0)
-        abort();
-    pprof_merger_free(m);
-    return out;
-}
-
-/*
- * Decodes a gzip input through both inflaters, under the run's limits and
- * under tight ones (where the budget accounting of the one-shot window must
- * match the streaming window's growth): same code, same message on a
- * refusal, same merged bytes on success.
- */
-static void check_inflaters(const uint8_t *data, size_t size)
-{
-    static const pprof_limits lims[2] = {{4u << 20, 64u << 20}, {1u << 20, 256u << 10}};
-
-    if (size < 2 || data[0] != 0x1f || data[1] != 0x8b)
-        return;
-    for (int i = 0; i < 2; i++) {
-        pprof_profile *p = NULL, *q = NULL;
-        pprof_error perr, qerr;
-        uint8_t *a, *b;
-        size_t alen, blen;
-        int rc = pprof_decode_mem(data, size, &lims[i], &p, &perr);
-        pprof__oneshot_off = true;
-        if (pprof_decode_mem(data, size, &lims[i], &q, &qerr) != rc)
-            abort();
-        pprof__oneshot_off = false;
-        if (rc != 0 && strcmp(qerr.msg, perr.msg) != 0)
-            abort();
-        a = encode_alone(p, &alen);
-        b = encode_alone(q, &blen);
-        if (alen != blen || (alen && memcmp(a, b, alen) != 0))
-            abort();
-        free(a);
-        free(b);
-        pprof_profile_free(p);
-        pprof_profile_free(q);
-    }
-}
-
 static int on_discard(void *ctx, const void *data, size_t len)
 {
     (void)data;
@@ -123,24 +65,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t out_len = 0, written = 0;
     int rc;
 
-    check_inflaters(data, size);
-    if (size > 0 && data[0] != 0x1f) {
-        uLongf zlen = compressBound((uLong)size) + 32;
-        uint8_t *z = malloc(zlen);
-        z_stream zs;
-        memset(&zs, 0, sizeof(zs));
-        if (!z || deflateInit2(&zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-            abort();
-        zs.next_in = (Bytef *)(uintptr_t)data;
-        zs.avail_in = (uInt)size;
-        zs.next_out = z;
-        zs.avail_out = (uInt)zlen;
-        if (deflate(&zs, Z_FINISH) != Z_STREAM_END)
-            abort();
-        check_inflaters(z, zs.total_out);
-        deflateEnd(&zs);
-        free(z);
-    }
     rc = pprof_decode_mem(data, size, &lim, &p, &err);
     if (rc) {
         /* Every failure carries a code and a sentence. */
