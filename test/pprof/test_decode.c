@@ -283,6 +283,52 @@ static void test_memory_cap(void **state)
     free(buf);
 }
 
+/* A table that outgrows what doubling can fit under the limit grows in
+ * eighths up to it, a handful of reallocations, not one per element: a
+ * 1 MB sample of a million frames, under limits that refuse it and one
+ * that takes it. */
+static void test_memory_cap_growth_is_not_quadratic(void **state)
+{
+    static const uint64_t limits[] = {5u << 20, 7u << 20, 9u << 20};
+    size_t rawlen, n = 1000000, i;
+    uint8_t *raw = read_fixture("profiles/sort-raw.pb", &rawlen);
+    uint64_t *ids = malloc(n * sizeof(*ids)), vals[2] = {1, 10000000};
+    pbw sample = {0}, prof = {0};
+
+    (void)state;
+    for (i = 0; i < n; i++)
+        ids[i] = 1;
+    pbw_packed(&sample, 1, ids, n);
+    pbw_packed(&sample, 2, vals, 2);
+    pbw_raw(&prof, raw, rawlen);
+    pbw_msg(&prof, 2, &sample);
+    for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        pprof_limits lim = {0, limits[i]};
+        pprof_profile *p = NULL;
+        pprof_error err = {0, ""};
+        int rc;
+        talloc_install(-1);
+        rc = pprof_decode_mem(prof.p, prof.n, &lim, &p, &err);
+        /* Growing by the exact need took about 300,000 reallocations. */
+        if (talloc.calls > 300)
+            fail_msg("limit %llu: %zu allocations", (unsigned long long)limits[i],
+                     talloc.calls);
+        if (i < 2) {
+            assert_int_equal(rc, PPROF_ELIMIT);
+            assert_msg_has(err, "passes the memory limit");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_true(p->budget.used <= lim.max_memory);
+        }
+        pprof_profile_free(p);
+        talloc_remove();
+    }
+    free(prof.p);
+    free(sample.p);
+    free(ids);
+    free(raw);
+}
+
 static void test_fd_errors(void **state)
 {
     pprof_profile *p = NULL;
@@ -370,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_gzip_corrupt),
         cmocka_unit_test(test_every_truncation),
         cmocka_unit_test(test_memory_cap),
+        cmocka_unit_test(test_memory_cap_growth_is_not_quadratic),
         cmocka_unit_test(test_fd_errors),
         cmocka_unit_test(test_fd_pipe),
         cmocka_unit_test(test_alloc_failure),
