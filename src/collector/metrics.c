@@ -78,7 +78,8 @@ static const char *reject_name(int r, char *buf, size_t n) {
 void metrics_count_stages(const double start[STAGE__COUNT], double now) {
     for (int i = 0; i < STAGE__COUNT; i++) {
         double end = i + 1 < STAGE__COUNT ? start[i + 1] : now;
-        /* Clocks are monotonic; a stage a submission skipped lasts 0. */
+        /* Stamps from different threads of one monotonic clock: never
+         * negative, but a zero-length stage must not count below 0. */
         g_metrics.stage_seconds[i] += end > start[i] ? end - start[i] : 0;
     }
     g_metrics.stage_count++;
