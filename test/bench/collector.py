@@ -192,7 +192,7 @@ class Server:
     def __init__(self, kind, directory, log_level="warn"):
         # Every server starts with nothing waiting for the disk: the
         # reference never fsyncs, so after its run tens of MB it wrote are
-        # still dirty, and the next server's first fsync or syncfs would
+        # still dirty, and the next server's first fsyncs could
         # write them out for it.
         os.sync()
         self.kind = kind
