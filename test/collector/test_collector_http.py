@@ -1,6 +1,8 @@
 """HTTP behaviour of pgof-collector (issue 4): endpoints, status codes, auth,
 keep-alive, pipelining, HTTP/1.0, limits and timeouts, over raw sockets where
 the exact bytes matter."""
+import gzip
+import os
 import re
 import time
 
@@ -161,6 +163,37 @@ def test_submit_raw_protobuf_and_content_encoding_gzip(collector):
     for name in collector.stored():
         with open(f"{collector.dir}/{name}", "rb") as f:
             assert f.read(2) == b"\x1f\x8b", "stored files are gzip"
+
+
+def _with_padding_string(raw, size):
+    """raw with one more string_table entry (field 6) of size random bytes:
+    a profile whose gzip cannot shrink below size."""
+    n, varint = size, b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        varint += bytes([b | (0x80 if n else 0)])
+        if not n:
+            break
+    return raw + b"\x32" + varint + os.urandom(size)
+
+
+def test_stored_bytes_match_the_files_on_every_path(collector):
+    """pgof_stored_bytes is what the stored files take on disk, whichever
+    way a body went: gzip kept in the upload's 64 KiB buffer and decoded
+    from memory, gzip streamed to the file past the buffer and decoded from
+    it, and raw protobuf rewritten as gzip."""
+    raw = fixture("sort-raw.pb")
+    big = gzip.compress(_with_padding_string(raw, 100 * 1024), mtime=0)
+    assert len(big) > 64 * 1024
+    for body in (fixture("mixed.pb.gz"), big, raw):
+        st, _, reason = collector.submit(body)
+        assert st == 204, reason
+    names = collector.stored()
+    assert len(names) == 3
+    sizes = sorted(os.path.getsize(f"{collector.dir}/{n}") for n in names)
+    assert len(big) in sizes and len(fixture("mixed.pb.gz")) in sizes
+    assert collector.metric("pgof_stored_bytes") == sum(sizes)
 
 
 def test_unsupported_content_encoding_is_415(collector):
