@@ -262,6 +262,30 @@ def chunked(data, size=1000):
     return out + b"0\r\n\r\n"
 
 
+# ---- a minimal protobuf writer ----------------------------------------------
+
+def pb_varint(n):
+    """n as a protobuf varint."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_field(num, wt, payload):
+    """Field num: a varint (wire type 0, payload an int) or length-delimited
+    bytes (wire type 2)."""
+    key = pb_varint(num << 3 | wt)
+    if wt == 0:
+        return key + pb_varint(payload)
+    return key + pb_varint(len(payload)) + payload
+
+
 # ---- a minimal pprof reader ------------------------------------------------
 
 def _varint(b, i):

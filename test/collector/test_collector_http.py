@@ -9,7 +9,7 @@ import time
 import pytest
 
 from collector_helpers import (MERGE_KEY, SUBMIT_KEY, Collector, chunked, collector,  # noqa: F401
-                               fixture, make_collector, parse_responses, read_all,
+                               fixture, make_collector, parse_responses, pb_field, read_all,
                                read_response, wait_for)
 
 AUTH = f"Authorization: Bearer {SUBMIT_KEY}\r\n".encode()
@@ -165,26 +165,15 @@ def test_submit_raw_protobuf_and_content_encoding_gzip(collector):
             assert f.read(2) == b"\x1f\x8b", "stored files are gzip"
 
 
-def _with_padding_string(raw, size):
-    """raw with one more string_table entry (field 6) of size random bytes:
-    a profile whose gzip cannot shrink below size."""
-    n, varint = size, b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        varint += bytes([b | (0x80 if n else 0)])
-        if not n:
-            break
-    return raw + b"\x32" + varint + os.urandom(size)
-
-
 def test_stored_bytes_match_the_files_on_every_path(collector):
     """pgof_stored_bytes is what the stored files take on disk, whichever
-    way a body went: gzip kept in the upload's 64 KiB buffer and decoded
-    from memory, gzip streamed to the file past the buffer and decoded from
-    it, and raw protobuf rewritten as gzip."""
+    way a body went: gzip kept in the upload's 64 KiB buffer and written by
+    the submit job, gzip streamed to the file past the buffer, and raw
+    protobuf rewritten as gzip."""
     raw = fixture("sort-raw.pb")
-    big = gzip.compress(_with_padding_string(raw, 100 * 1024), mtime=0)
+    # One more string_table entry (field 6) of random bytes: a profile whose
+    # gzip cannot shrink below 64 KiB.
+    big = gzip.compress(raw + pb_field(6, 2, os.urandom(100 * 1024)), mtime=0)
     assert len(big) > 64 * 1024
     for body in (fixture("mixed.pb.gz"), big, raw):
         st, _, reason = collector.submit(body)

@@ -18,8 +18,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "collector"))
 
 import ledger as L  # noqa: E402
 from collector_helpers import (SANITIZED, SLOW, SUBMIT_KEY, Collector,  # noqa: E402,F401
-                               make_collector, parse_responses, profile_stacks, read_all,
-                               wait_for)
+                               make_collector, parse_responses, pb_field, pb_varint,
+                               profile_stacks, read_all, wait_for)
 
 A = f"Authorization: Bearer {SUBMIT_KEY}\r\n".encode()
 SUB = b"POST /v1/submit HTTP/1.1\r\nHost: x\r\n" + A
@@ -151,12 +151,9 @@ def test_catalogue(coll, name, req, status, body):
 
 # ---- bodies that are valid HTTP but hostile profiles ----------------------------
 
-def _v(n):
-    return L._varint(n)
-
-
-def _f(num, wt, p):
-    return L._field(num, wt, p)
+# Short names: the bodies below are dense byte-building expressions.
+_v = pb_varint
+_f = pb_field
 
 
 def cpu_head():

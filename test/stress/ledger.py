@@ -22,29 +22,11 @@ import threading
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "collector"))
 
-from collector_helpers import PROFILES, fixture, profile_stacks  # noqa: E402
+from collector_helpers import (PROFILES, fixture, pb_field, pb_varint,  # noqa: E402
+                               profile_stacks)
 
 MARK = "pgof_ledger_"
 MARK_ID = 900_000_000  # location and function ids far above any fixture's
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field(num, wt, payload):
-    key = _varint(num << 3 | wt)
-    if wt == 0:
-        return key + _varint(payload)
-    return key + _varint(len(payload)) + payload
 
 
 def _count_strings(raw):
@@ -70,11 +52,12 @@ class Fixtures:
         raw = self.raw[name]
         sid = self.nstrings[name]
         fid = MARK_ID + ident
-        func = _field(1, 0, fid) + _field(2, 0, sid) + _field(3, 0, sid)
-        loc = _field(1, 0, fid) + _field(4, 2, _field(1, 0, fid))
-        sample = _field(1, 2, _varint(fid)) + _field(2, 2, _varint(1) + _varint(10_000_000))
-        body = (raw + _field(2, 2, sample) + _field(4, 2, loc) + _field(5, 2, func) +
-                _field(6, 2, f"{MARK}{ident}".encode()))
+        func = pb_field(1, 0, fid) + pb_field(2, 0, sid) + pb_field(3, 0, sid)
+        loc = pb_field(1, 0, fid) + pb_field(4, 2, pb_field(1, 0, fid))
+        sample = (pb_field(1, 2, pb_varint(fid)) +
+                  pb_field(2, 2, pb_varint(1) + pb_varint(10_000_000)))
+        body = (raw + pb_field(2, 2, sample) + pb_field(4, 2, loc) + pb_field(5, 2, func) +
+                pb_field(6, 2, f"{MARK}{ident}".encode()))
         return gzip.compress(body, level) if gz else body
 
 
