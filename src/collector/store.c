@@ -94,7 +94,7 @@ typedef struct submit_job {
     int status;
     int reject;
     char reason[640];
-    double t_queued, t_started, t_validated; /* see store_op.t_stage */
+    double t_stage[STAGE__COUNT]; /* the first three: see store_op.t_stage */
 } submit_job;
 
 struct store {
@@ -612,8 +612,6 @@ static void op_after(uv_work_t *w, int status) {
             snprintf(o->reason, sizeof o->reason, "shutting down");
             if (o->tmp_path)
                 unlink(o->tmp_path); /* the loop is ending; a blocking unlink is fine */
-            pprof_profile_free(o->profile);
-            o->profile = NULL;
         }
     }
     flush_log(op);
@@ -638,6 +636,8 @@ static void op_after(uv_work_t *w, int status) {
                 break;
             }
         }
+        /* A profile is still here when its add never ran (cancelled, or
+         * the store could not load): freed with its answer, on every path. */
         for (store_op *o = op->batch; o != NULL;) {
             store_op *next = o->batch;
             commit_answer(o);
@@ -820,9 +820,9 @@ fail_storage:
 /* Runs on the threadpool: the job, timed for the stage metrics. */
 static void submit_work(uv_work_t *w) {
     submit_job *j = container_of(w, submit_job, work);
-    j->t_started = mono_seconds();
+    j->t_stage[STAGE_VALIDATE] = mono_seconds();
     submit_job_run(j);
-    j->t_validated = mono_seconds();
+    j->t_stage[STAGE_COMMIT_WAIT] = mono_seconds();
 }
 
 static void submit_after(uv_work_t *w, int status) {
@@ -859,9 +859,7 @@ static void submit_after(uv_work_t *w, int status) {
     op->profile = j->profile;
     op->tmp_path = j->path;
     op->tmp_size = j->size;
-    op->t_stage[STAGE_QUEUE] = j->t_queued;
-    op->t_stage[STAGE_VALIDATE] = j->t_started;
-    op->t_stage[STAGE_COMMIT_WAIT] = j->t_validated;
+    memcpy(op->t_stage, j->t_stage, sizeof op->t_stage);
     free(j);
     enqueue(st, op);
 }
@@ -877,7 +875,7 @@ void store_submit(store *st, int fd, char *path, int created, char *buf, size_t 
     j->buf_len = len;
     j->arg = arg;
     j->cb = cb;
-    j->t_queued = mono_seconds();
+    j->t_stage[STAGE_QUEUE] = mono_seconds();
     st->validating++;
     if (uv_queue_work(st->loop, &j->work, submit_work, submit_after) != 0)
         submit_after(&j->work, UV_ECANCELED);
