@@ -82,8 +82,10 @@ static int on_chunk(void *ud, const void *data, size_t len)
     return 0;
 }
 
-/* Decodes path and adds it to m. Returns 0, or 1 after printing why. */
-static int add_file(pprof_merger *m, const char *path, int cpu_only)
+/* Decodes path and adds it to m. Returns 0, or 1 after printing why.
+ * *spare is the profile decoded last, kept for its memory (see
+ * pprof_decode_fd_reuse); the caller frees it at the end. */
+static int add_file(pprof_merger *m, const char *path, int cpu_only, pprof_profile **spare)
 {
     pprof_profile *p = NULL;
     pprof_error perr;
@@ -95,13 +97,13 @@ static int add_file(pprof_merger *m, const char *path, int cpu_only)
         cli_error("%s: cannot open: %s", path, strerror(errno));
         return 1;
     }
-    rc = pprof_decode_fd(fd, NULL, &p, &perr);
+    rc = pprof_decode_fd_reuse(fd, NULL, *spare, &p, &perr);
     close(fd);
     if (rc == 0 && cpu_only)
         rc = pprof_check_cpu(p, &perr);
     if (rc == 0)
         rc = pprof_merger_add(m, p, &perr);
-    pprof_profile_free(p);
+    *spare = p;
     if (rc != 0) {
         cli_error("%s: %s", path, perr.msg[0] ? perr.msg : pprof_strerror(rc));
         return 1;
@@ -197,9 +199,13 @@ int cli_merge_main(int argc, char **argv)
             cli_error("out of memory");
             goto cleanup;
         }
-        for (int i = optind; i < argc; i++)
-            if (add_file(m, argv[i], cpu_only) != 0)
-                goto cleanup;
+        pprof_profile *spare = NULL;
+        int failed = 0;
+        for (int i = optind; i < argc && !failed; i++)
+            failed = add_file(m, argv[i], cpu_only, &spare);
+        pprof_profile_free(spare);
+        if (failed)
+            goto cleanup;
         memset(&perr, 0, sizeof(perr));
         if ((rc = mergeopts_reshape(&mo, m, &m, &perr)) != 0) {
             cli_error("cannot reshape the merged profile: %s",

@@ -21,7 +21,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static int decode_one(const mergeopts_input *in, size_t i, pprof_profile **p, pprof_error *perr)
+/* Decodes file i into *p, in spare's memory (consumed; see
+ * pprof_decode_fd_reuse). */
+static int decode_one(const mergeopts_input *in, size_t i, pprof_profile *spare,
+                      pprof_profile **p, pprof_error *perr)
 {
     char path[4096];
     int fd, rc;
@@ -32,11 +35,12 @@ static int decode_one(const mergeopts_input *in, size_t i, pprof_profile **p, pp
         snprintf(path, sizeof(path), "%s", in->names[i]);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
+        pprof_profile_free(spare);
         perr->code = PPROF_EIO;
         snprintf(perr->msg, sizeof(perr->msg), "cannot open: %s", strerror(errno));
         return PPROF_EIO;
     }
-    rc = pprof_decode_fd(fd, in->lim, p, perr);
+    rc = pprof_decode_fd_reuse(fd, in->lim, spare, p, perr);
     close(fd);
     if (rc == 0 && in->cpu_only && (rc = pprof_check_cpu(*p, perr)) != 0) {
         pprof_profile_free(*p);
@@ -70,6 +74,7 @@ int mergeopts_merge(const mergeopts *o, const mergeopts_input *in, uint64_t now_
     unsigned char *use = NULL;
     int64_t *totals = NULL, target = 0;
     pprof_merger *m = NULL;
+    pprof_profile *spare = NULL; /* the last profile decoded, for its memory */
     pprof_error perr;
     size_t i;
     int rc = 0;
@@ -103,9 +108,9 @@ int mergeopts_merge(const mergeopts *o, const mergeopts_input *in, uint64_t now_
             if (in->get && in->get(in->cache_ctx, in->names[i], &totals[i]))
                 goto have;
             memset(&perr, 0, sizeof(perr));
-            if ((rc = decode_one(in, i, &p, &perr)) == 0)
+            if ((rc = decode_one(in, i, spare, &p, &perr)) == 0)
                 rc = pprof_profile_total(p, &totals[i], &perr);
-            pprof_profile_free(p);
+            spare = p;
             if (rc) {
                 *bad = i;
                 snprintf(why, whylen, "%s: %s", in->names[i], perr.msg);
@@ -123,12 +128,12 @@ int mergeopts_merge(const mergeopts *o, const mergeopts_input *in, uint64_t now_
         if (!use[i])
             continue;
         memset(&perr, 0, sizeof(perr));
-        rc = decode_one(in, i, &p, &perr);
+        rc = decode_one(in, i, spare, &p, &perr);
         if (rc == 0 && o->weight == MERGEOPTS_WEIGHT_EQUAL)
             rc = pprof_profile_scale(p, target, &perr);
         if (rc == 0)
             rc = pprof_merger_add(m, p, &perr);
-        pprof_profile_free(p);
+        spare = p;
         if (rc) {
             *bad = i;
             snprintf(why, whylen, "%s: %s", in->names[i], perr.msg);
@@ -146,6 +151,7 @@ int mergeopts_merge(const mergeopts *o, const mergeopts_input *in, uint64_t now_
     }
     m = NULL;
 out:
+    pprof_profile_free(spare);
     pprof_merger_free(m);
     free(totals);
     free(use);

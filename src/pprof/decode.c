@@ -34,6 +34,7 @@
  * header is an error, as in Go. Threads: reentrant, safe off the loop thread.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -350,8 +351,8 @@ static uint64_t reader_off(const reader *r)
     return r->base + r->pos;
 }
 
-/* Parses a varint from win[pos..end); returns 0 or PPROF_EPROTO. */
-static int read_varint(reader *r, uint64_t *out)
+/* read_varint's general case: fills the window first. */
+static int read_varint_slow(reader *r, uint64_t *out)
 {
     uint64_t v = 0;
     unsigned shift = 0;
@@ -377,6 +378,49 @@ static int read_varint(reader *r, uint64_t *out)
                            (unsigned long long)reader_off(r));
     return pprof__fail(r->err, PPROF_EPROTO, "varint longer than 10 bytes at byte %llu",
                        (unsigned long long)reader_off(r));
+}
+
+/* Parses a varint from [*pp, end); returns false if it is truncated or
+ * longer than 10 bytes. */
+static inline bool buf_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *q = *pp;
+    uint64_t v = 0;
+
+    /* Keys, lengths and most location ids fit in one or two bytes. */
+    if (q < end && q[0] < 0x80) {
+        *out = q[0];
+        *pp = q + 1;
+        return true;
+    }
+    if (end - q >= 2 && q[1] < 0x80) {
+        *out = (uint64_t)(q[0] & 0x7f) | (uint64_t)q[1] << 7;
+        *pp = q + 2;
+        return true;
+    }
+    for (unsigned shift = 0; q < end && shift < 64; shift += 7) {
+        uint8_t b = *q++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *pp = q;
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Parses a varint from win[pos..end); returns 0 or PPROF_EPROTO. */
+static inline int read_varint(reader *r, uint64_t *out)
+{
+    const uint8_t *q = r->win + r->pos;
+
+    /* With 10 bytes in the window no fill can be needed. */
+    if (r->end - r->pos >= 10 && buf_varint(&q, r->win + r->end, out)) {
+        r->pos = (size_t)(q - r->win);
+        return 0;
+    }
+    return read_varint_slow(r, out);
 }
 
 /* Consumes n bytes; fn (if set) receives them in pieces. */
@@ -491,36 +535,6 @@ static bool on_line(pb_istream_t *s, const pb_field_t *f, void **arg)
 /* ---- Sample fast path ---------------------------------------------------- */
 
 static int table_full(reader *r, int rc, int field, uint64_t off);
-
-/* Parses a varint from [*pp, end); returns false if it is truncated or
- * longer than 10 bytes. */
-static inline bool buf_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
-{
-    const uint8_t *q = *pp;
-    uint64_t v = 0;
-
-    /* Keys, lengths and most location ids fit in one or two bytes. */
-    if (q < end && q[0] < 0x80) {
-        *out = q[0];
-        *pp = q + 1;
-        return true;
-    }
-    if (end - q >= 2 && q[1] < 0x80) {
-        *out = (uint64_t)(q[0] & 0x7f) | (uint64_t)q[1] << 7;
-        *pp = q + 2;
-        return true;
-    }
-    for (unsigned shift = 0; q < end && shift < 64; shift += 7) {
-        uint8_t b = *q++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *pp = q;
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
 
 static inline bool push_u64(dctx *c, pprof__vec *v, uint64_t x)
 {
@@ -1015,34 +1029,76 @@ static int decode_profile(reader *r, pprof_profile *p)
 
 /* ---- public entry points ------------------------------------------------ */
 
+/* Every table of a profile, with its element size. */
+static const struct {
+    size_t off, size;
+} tables[] = {
+    {offsetof(pprof_profile, sample_types), sizeof(pprof__valuetype)},
+    {offsetof(pprof_profile, samples), sizeof(pprof__sample)},
+    {offsetof(pprof_profile, mappings), sizeof(pprof__mapping)},
+    {offsetof(pprof_profile, locations), sizeof(pprof__location)},
+    {offsetof(pprof_profile, functions), sizeof(pprof__function)},
+    {offsetof(pprof_profile, strings), sizeof(pprof__strref)},
+    {offsetof(pprof_profile, comments), sizeof(int64_t)},
+    {offsetof(pprof_profile, locids), sizeof(uint64_t)},
+    {offsetof(pprof_profile, values), sizeof(int64_t)},
+    {offsetof(pprof_profile, labels), sizeof(pprof__label)},
+    {offsetof(pprof_profile, lines), sizeof(pprof__line)},
+    {offsetof(pprof_profile, strbytes), 1},
+};
+#define NTABLES (sizeof(tables) / sizeof(tables[0]))
+
+static pprof__vec *table(pprof_profile *p, size_t i)
+{
+    return (pprof__vec *)(void *)((char *)p + tables[i].off);
+}
+
 void pprof_profile_free(pprof_profile *p)
 {
     if (!p)
         return;
-    pprof__vec_free(&p->sample_types);
-    pprof__vec_free(&p->samples);
-    pprof__vec_free(&p->mappings);
-    pprof__vec_free(&p->locations);
-    pprof__vec_free(&p->functions);
-    pprof__vec_free(&p->strings);
-    pprof__vec_free(&p->comments);
-    pprof__vec_free(&p->locids);
-    pprof__vec_free(&p->values);
-    pprof__vec_free(&p->labels);
-    pprof__vec_free(&p->lines);
-    pprof__vec_free(&p->strbytes);
+    for (size_t i = 0; i < NTABLES; i++)
+        pprof__vec_free(table(p, i));
     pprof__free(p);
 }
 
+size_t pprof_profile_memory(const pprof_profile *p)
+{
+    size_t total = 0;
+
+    if (!p)
+        return 0;
+    for (size_t i = 0; i < NTABLES; i++)
+        total += table((pprof_profile *)(uintptr_t)p, i)->room * tables[i].size;
+    return total;
+}
+
+/* An empty profile: spare's memory emptied, or a new one. */
+static pprof_profile *profile_start(pprof_profile *spare)
+{
+    pprof__vec keep[NTABLES];
+
+    if (!spare)
+        return pprof__calloc(1, sizeof(*spare));
+    for (size_t i = 0; i < NTABLES; i++) {
+        keep[i] = *table(spare, i);
+        pprof__vec_clear(&keep[i]);
+    }
+    memset(spare, 0, sizeof(*spare));
+    for (size_t i = 0; i < NTABLES; i++)
+        *table(spare, i) = keep[i];
+    return spare;
+}
+
 static int decode(int fd, const void *data, size_t len, const pprof_limits *lim,
-                  pprof_profile **out, pprof_error *err)
+                  pprof_profile *spare, pprof_profile **out, pprof_error *err)
 {
     pprof_profile *p;
     reader r;
     int rc;
 
     *out = NULL;
-    p = pprof__calloc(1, sizeof(*p));
+    p = profile_start(spare);
     if (!p)
         return pprof__fail(err, PPROF_ENOMEM, "out of memory");
     p->budget.limit = lim && lim->max_memory ? lim->max_memory : PPROF_DEFAULT_MAX_MEMORY;
@@ -1070,15 +1126,22 @@ int pprof_decode_mem(const void *data, size_t len, const pprof_limits *lim,
 {
     if (!data)
         len = 0;
-    return decode(-1, data ? data : "", len, lim, out, err);
+    return decode(-1, data ? data : "", len, lim, NULL, out, err);
 }
 
 int pprof_decode_fd(int fd, const pprof_limits *lim, pprof_profile **out,
                     pprof_error *err)
 {
+    return pprof_decode_fd_reuse(fd, lim, NULL, out, err);
+}
+
+int pprof_decode_fd_reuse(int fd, const pprof_limits *lim, pprof_profile *spare,
+                          pprof_profile **out, pprof_error *err)
+{
     if (fd < 0) {
         *out = NULL;
+        pprof_profile_free(spare);
         return pprof__fail(err, PPROF_EIO, "invalid file descriptor %d", fd);
     }
-    return decode(fd, NULL, 0, lim, out, err);
+    return decode(fd, NULL, 0, lim, spare, out, err);
 }

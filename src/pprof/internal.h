@@ -74,11 +74,18 @@ static inline bool pprof__budget_fits(const pprof__budget *b, uint64_t n)
     return !b || !b->limit || (b->used <= b->limit && n <= b->limit - b->used);
 }
 
-/* A growable array of fixed-size elements. */
+/*
+ * A growable array of fixed-size elements. cap is what the budget has been
+ * charged for; room is what is allocated, the same except after
+ * pprof__vec_clear, which keeps the memory but forgets the charge. Growth
+ * and its charges then follow cap exactly as for a fresh array, so whether
+ * an input fits its budget never depends on what the memory held before.
+ */
 typedef struct pprof__vec {
     void *p;
-    size_t n;   /* elements in use */
-    size_t cap; /* elements allocated */
+    size_t n;    /* elements in use */
+    size_t cap;  /* elements charged to the budget; n <= cap <= room */
+    size_t room; /* elements allocated */
 } pprof__vec;
 
 /*
@@ -89,6 +96,8 @@ typedef struct pprof__vec {
 int pprof__vec_grow(pprof__vec *v, size_t size, size_t more,
                     pprof__budget *b) PPROF__WUR;
 void pprof__vec_free(pprof__vec *v);
+/* Empties v for reuse: its memory stays allocated, its charge is dropped. */
+void pprof__vec_clear(pprof__vec *v);
 
 #define PPROF__AT(vec, type, i) (((type *)(vec).p)[i])
 

@@ -99,10 +99,13 @@ int pprof__vec_grow(pprof__vec *v, size_t size, size_t more, pprof__budget *b)
         cap = v->cap + (size_t)step;
         extra = (uint64_t)(cap - v->cap) * size;
     }
-    np = pprof__realloc(v->p, cap * size);
-    if (!np)
-        return PPROF_ENOMEM;
-    v->p = np;
+    if (cap > v->room) {
+        np = pprof__realloc(v->p, cap * size);
+        if (!np)
+            return PPROF_ENOMEM;
+        v->p = np;
+        v->room = cap;
+    }
     v->cap = cap;
     if (b)
         b->used += extra;
@@ -113,6 +116,11 @@ void pprof__vec_free(pprof__vec *v)
 {
     pprof__free(v->p);
     v->p = NULL;
+    v->n = v->cap = v->room = 0;
+}
+
+void pprof__vec_clear(pprof__vec *v)
+{
     v->n = v->cap = 0;
 }
 

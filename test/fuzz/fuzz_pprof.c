@@ -14,12 +14,17 @@
  * encoding every time.
  * The aggregate is then reshaped (shape=pgo, strip_labels) and the input
  * weighted (weight=equal), whose outputs must be valid too (issue 10).
+ * Each input is also decoded from a descriptor, fresh and in the memory of
+ * the last input's profile (pprof_decode_fd_reuse): both must give the same
+ * answer and, on success, the same profile.
  * Any crash, leak, sanitizer report or broken round trip is a finding.
  * Seed corpus: test/fuzz/corpus/pprof (the real fixtures, raw and gzip).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "pprof/pprof.h"
 
@@ -53,6 +58,55 @@ static int on_discard(void *ctx, const void *data, size_t len)
     return 0;
 }
 
+/* The encoding of a merger holding only p (owned by the caller). */
+static uint8_t *encode_alone(const pprof_profile *p, size_t *len)
+{
+    pprof_merger *m = pprof_merger_new();
+    uint8_t *out = NULL;
+    pprof_error err;
+
+    if (!m || pprof_merger_add(m, p, &err) != 0 ||
+        pprof_merger_encode(m, &out, len, &err) != 0)
+        abort();
+    pprof_merger_free(m);
+    return out;
+}
+
+/* A fresh decode from a descriptor and one in the memory of the last
+ * input's profile agree on the answer and, on success, on the profile. */
+static void check_reuse(const uint8_t *data, size_t size, const pprof_limits *lim)
+{
+    static pprof_profile *spare; /* reachable between inputs: not a leak */
+    pprof_profile *fresh = NULL, *reused = NULL;
+    pprof_error ferr, rerr;
+    int fd = memfd_create("fuzz_pprof", MFD_CLOEXEC), frc, rrc;
+
+    if (fd < 0 || (size > 0 && write(fd, data, size) != (ssize_t)size))
+        abort();
+    memset(&ferr, 0, sizeof(ferr));
+    memset(&rerr, 0, sizeof(rerr));
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        abort();
+    frc = pprof_decode_fd(fd, lim, &fresh, &ferr);
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        abort();
+    rrc = pprof_decode_fd_reuse(fd, lim, spare, &reused, &rerr);
+    spare = NULL;
+    close(fd);
+    if (frc != rrc || strcmp(ferr.msg, rerr.msg) != 0)
+        abort();
+    if (frc == 0) {
+        size_t flen = 0, rlen = 0;
+        uint8_t *f = encode_alone(fresh, &flen), *r = encode_alone(reused, &rlen);
+        if (flen != rlen || memcmp(f, r, flen) != 0)
+            abort();
+        free(f);
+        free(r);
+    }
+    pprof_profile_free(fresh);
+    spare = reused;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -65,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t out_len = 0, written = 0;
     int rc;
 
+    check_reuse(data, size, &lim);
     rc = pprof_decode_mem(data, size, &lim, &p, &err);
     if (rc) {
         /* Every failure carries a code and a sentence. */

@@ -1,7 +1,8 @@
 /*
  * test_decode.c: src/pprof/decode.c: the real fixtures from a descriptor and
  * from memory, the bad fixtures, gzip bombs, concatenated gzip members,
- * truncation at every byte, the memory cap and allocation failure.
+ * truncation at every byte, the memory cap, allocation failure, and
+ * decoding in the memory of a spare profile.
  */
 #include <fcntl.h>
 #include <time.h>
@@ -404,6 +405,206 @@ static void test_alloc_failure(void **state)
     free(buf);
 }
 
+/* ---- pprof_decode_fd_reuse --------------------------------------------- */
+
+static int decode_reuse(const char *rel, const pprof_limits *lim, pprof_profile *spare,
+                        pprof_profile **p, pprof_error *err)
+{
+    int fd = open(fixture_path(rel), O_RDONLY);
+    int rc;
+
+    assert_true(fd >= 0);
+    rc = pprof_decode_fd_reuse(fd, lim, spare, p, err);
+    close(fd);
+    return rc;
+}
+
+#define assert_same_table(a, b, field, type)                                   \
+    do {                                                                       \
+        assert_int_equal((a)->field.n, (b)->field.n);                          \
+        if ((a)->field.n)                                                      \
+            assert_memory_equal((a)->field.p, (b)->field.p,                    \
+                                (a)->field.n * sizeof(type));                  \
+    } while (0)
+
+/* Every table, scalar and charge of two decodes of the same input. Tables
+ * of structs with padding are compared field by field: padding bytes are
+ * whatever the memory held. */
+static void assert_same_profile(const pprof_profile *a, const pprof_profile *b)
+{
+    size_t i;
+
+    assert_int_equal(a->mappings.n, b->mappings.n);
+    for (i = 0; i < a->mappings.n; i++) {
+        const pprof__mapping *x = PPROF__SLICE(a->mappings, pprof__mapping, i);
+        const pprof__mapping *y = PPROF__SLICE(b->mappings, pprof__mapping, i);
+        assert_true(x->id == y->id && x->start == y->start && x->limit == y->limit &&
+                    x->offset == y->offset && x->filename == y->filename &&
+                    x->build_id == y->build_id && x->flags == y->flags);
+    }
+    assert_int_equal(a->locations.n, b->locations.n);
+    for (i = 0; i < a->locations.n; i++) {
+        const pprof__location *x = PPROF__SLICE(a->locations, pprof__location, i);
+        const pprof__location *y = PPROF__SLICE(b->locations, pprof__location, i);
+        assert_true(x->id == y->id && x->mapping_id == y->mapping_id &&
+                    x->address == y->address && x->mapping == y->mapping &&
+                    x->line_off == y->line_off && x->nline == y->nline &&
+                    x->is_folded == y->is_folded);
+    }
+    assert_int_equal(a->lines.n, b->lines.n);
+    for (i = 0; i < a->lines.n; i++) {
+        const pprof__line *x = PPROF__SLICE(a->lines, pprof__line, i);
+        const pprof__line *y = PPROF__SLICE(b->lines, pprof__line, i);
+        assert_true(x->function_id == y->function_id && x->line == y->line &&
+                    x->function == y->function);
+    }
+    assert_same_table(a, b, sample_types, pprof__valuetype);
+    assert_same_table(a, b, samples, pprof__sample);
+    assert_same_table(a, b, functions, pprof__function);
+    assert_same_table(a, b, strings, pprof__strref);
+    assert_same_table(a, b, comments, int64_t);
+    assert_same_table(a, b, locids, uint64_t);
+    assert_same_table(a, b, values, int64_t);
+    assert_same_table(a, b, labels, pprof__label);
+    assert_same_table(a, b, strbytes, char);
+    assert_int_equal(a->time_nanos, b->time_nanos);
+    assert_int_equal(a->duration_nanos, b->duration_nanos);
+    assert_int_equal(a->period, b->period);
+    assert_int_equal(a->drop_frames, b->drop_frames);
+    assert_int_equal(a->keep_frames, b->keep_frames);
+    assert_int_equal(a->default_sample_type, b->default_sample_type);
+    assert_int_equal(a->has_period_type, b->has_period_type);
+    assert_int_equal(a->resolved, b->resolved);
+    assert_int_equal(a->inflated, b->inflated);
+    /* The charge follows the input, never the memory reused. */
+    assert_int_equal(a->budget.used, b->budget.used);
+}
+
+/* Each fixture decoded in the memory of each other one equals its fresh
+ * decode: larger and smaller spares, labels, raw and gzip. */
+static void test_reuse_decodes_the_same(void **state)
+{
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < N_CPU_FIXTURES; i++) {
+        pprof_profile *fresh = NULL;
+        pprof_error err = {0, ""};
+        if (decode_reuse(cpu_fixtures[i], NULL, NULL, &fresh, &err))
+            fail_msg("%s: %s", cpu_fixtures[i], err.msg);
+        for (j = 0; j < N_CPU_FIXTURES; j++) {
+            pprof_profile *spare = NULL, *p = NULL;
+            if (decode_reuse(cpu_fixtures[j], NULL, NULL, &spare, &err))
+                fail_msg("%s: %s", cpu_fixtures[j], err.msg);
+            if (decode_reuse(cpu_fixtures[i], NULL, spare, &p, &err))
+                fail_msg("%s in %s: %s", cpu_fixtures[i], cpu_fixtures[j], err.msg);
+            assert_same_profile(fresh, p);
+            pprof_profile_free(p);
+        }
+        pprof_profile_free(fresh);
+    }
+}
+
+/* Reused memory is not charged: a limit refuses or takes an input the same
+ * with any spare, even one holding more than the limit. */
+static void test_reuse_keeps_the_limits(void **state)
+{
+    static const uint64_t limits[] = {80u << 10, 200u << 10, 4u << 20};
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        pprof_limits lim = {0, limits[i]};
+        pprof_profile *spare = NULL, *fresh = NULL, *p = NULL;
+        pprof_error ferr = {0, ""}, err = {0, ""};
+        int frc = decode_reuse("profiles/mixed.pb.gz", &lim, NULL, &fresh, &ferr);
+        assert_int_equal(decode_reuse("profiles/regexp.pb.gz", NULL, NULL, &spare, &err), 0);
+        assert_true(pprof_profile_memory(spare) > 0);
+        int rc = decode_reuse("profiles/mixed.pb.gz", &lim, spare, &p, &err);
+        assert_int_equal(rc, frc);
+        assert_string_equal(err.msg, ferr.msg);
+        if (rc == 0)
+            assert_same_profile(fresh, p);
+        pprof_profile_free(fresh);
+        pprof_profile_free(p);
+    }
+}
+
+/* A spare of the same shape leaves nothing to grow: only the read window,
+ * the input buffer and zlib's state are allocated. */
+static void test_reuse_skips_table_growth(void **state)
+{
+    pprof_profile *spare = NULL, *p = NULL;
+    pprof_error err = {0, ""};
+    size_t fresh_calls, memory;
+
+    (void)state;
+    talloc_install(-1);
+    assert_int_equal(decode_reuse("profiles/mixed.pb.gz", NULL, NULL, &spare, &err), 0);
+    fresh_calls = talloc.calls;
+    memory = pprof_profile_memory(spare);
+    talloc.calls = 0;
+    assert_int_equal(decode_reuse("profiles/mixed.pb.gz", NULL, spare, &p, &err), 0);
+    /* Left: the read window, the input buffer, zlib's state and window,
+     * the validator's id indexes. */
+    if (talloc.calls > 8 || fresh_calls < 5 * talloc.calls)
+        fail_msg("%zu allocations reusing, %zu fresh", talloc.calls, fresh_calls);
+    assert_int_equal(pprof_profile_memory(p), memory);
+    pprof_profile_free(p);
+    talloc_remove();
+    assert_int_equal(talloc.live, 0);
+}
+
+/* The spare is consumed on every failure: a bad descriptor, a corrupt
+ * input, and each allocation failing in turn. */
+static void test_reuse_consumes_the_spare(void **state)
+{
+    size_t len;
+    uint8_t *buf = read_fixture("profiles/labels.pb.gz", &len);
+    pprof_profile *spare = NULL, *p = NULL;
+    pprof_error err = {0, ""};
+    char path[] = "/tmp/pgof-test-reuse-XXXXXX";
+    int fd = mkstemp(path), rc = PPROF_ENOMEM;
+    long n;
+
+    (void)state;
+    assert_true(fd >= 0);
+    unlink(path);
+    talloc_install(-1);
+    assert_int_equal(decode_reuse("profiles/sort.pb.gz", NULL, NULL, &spare, &err), 0);
+    assert_int_equal(pprof_decode_fd_reuse(-1, NULL, spare, &p, &err), PPROF_EIO);
+    assert_null(p);
+    assert_int_equal(talloc.live, 0);
+
+    assert_int_equal(write(fd, buf, len / 2), (ssize_t)(len / 2));
+    assert_int_equal(decode_reuse("profiles/sort.pb.gz", NULL, NULL, &spare, &err), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_not_equal(pprof_decode_fd_reuse(fd, NULL, spare, &p, &err), 0);
+    assert_null(p);
+    assert_int_equal(talloc.live, 0);
+
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(pwrite(fd, buf, len, 0), (ssize_t)len);
+    for (n = 0; rc == PPROF_ENOMEM; n++) {
+        talloc.fail_after = -1;
+        assert_int_equal(decode_reuse("profiles/sort.pb.gz", NULL, NULL, &spare, &err), 0);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        talloc.fail_after = n;
+        rc = pprof_decode_fd_reuse(fd, NULL, spare, &p, &err);
+        if (rc == PPROF_ENOMEM)
+            assert_null(p);
+        else
+            assert_int_equal(rc, 0);
+        pprof_profile_free(p);
+        p = NULL;
+        assert_int_equal(talloc.live, 0);
+    }
+    assert_true(n > 3);
+    talloc_remove();
+    close(fd);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +621,10 @@ int main(void)
         cmocka_unit_test(test_fd_errors),
         cmocka_unit_test(test_fd_pipe),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_reuse_decodes_the_same),
+        cmocka_unit_test(test_reuse_keeps_the_limits),
+        cmocka_unit_test(test_reuse_skips_table_growth),
+        cmocka_unit_test(test_reuse_consumes_the_spare),
     };
     test_timeout(240);
     return cmocka_run_group_tests(tests, NULL, NULL);

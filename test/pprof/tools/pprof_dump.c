@@ -43,7 +43,8 @@ static int usage(void)
     return 2;
 }
 
-static int load(const char *path, pprof_profile **p)
+/* Decodes path into *p, in spare's memory (consumed; may be NULL). */
+static int load_reuse(const char *path, pprof_profile *spare, pprof_profile **p)
 {
     pprof_error err = {0, ""};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -51,13 +52,19 @@ static int load(const char *path, pprof_profile **p)
 
     if (fd < 0) {
         perror(path);
+        pprof_profile_free(spare);
         return -1;
     }
-    rc = pprof_decode_fd(fd, NULL, p, &err);
+    rc = pprof_decode_fd_reuse(fd, NULL, spare, p, &err);
     close(fd);
     if (rc)
         fprintf(stderr, "%s: %s: %s\n", path, pprof_strerror(rc), err.msg);
     return rc;
+}
+
+static int load(const char *path, pprof_profile **p)
+{
+    return load_reuse(path, NULL, p);
 }
 
 static int cmd_check(int argc, char **argv)
@@ -93,6 +100,7 @@ static int on_write(void *ctx, const void *data, size_t len)
 
 static int cmd_merge(int argc, char **argv)
 {
+    pprof_profile *spare = NULL;
     pprof_merger *m = pprof_merger_new();
     pprof_error err = {0, ""};
     const char *out = NULL;
@@ -102,12 +110,15 @@ static int cmd_merge(int argc, char **argv)
     if (!m)
         return 1;
     for (i = 0; i < argc; i++) {
-        pprof_profile *p;
+        pprof_profile *p = NULL;
         if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
             out = argv[++i];
             continue;
         }
-        if (load(argv[i], &p)) {
+        /* Each profile is decoded in the memory of the one before, as
+         * pgof merge does. */
+        if (load_reuse(argv[i], spare, &p)) {
+            spare = NULL;
             bad = 1;
             continue;
         }
@@ -115,8 +126,9 @@ static int cmd_merge(int argc, char **argv)
             fprintf(stderr, "%s: %s\n", argv[i], err.msg);
             bad = 1;
         }
-        pprof_profile_free(p);
+        spare = p;
     }
+    pprof_profile_free(spare);
     if (!out) {
         pprof_merger_free(m);
         return usage();
