@@ -38,9 +38,11 @@ typedef enum op_kind { OP_LOAD, OP_COMMIT, OP_MERGE, OP_COMBINE, OP_QUERY, OP_EX
  * for all of them). Bounds the time the aggregate is held by one batch. */
 #define STORE_BATCH_MAX 256
 
-/* Merged profiles kept for the next decodes (spares.h): one per worker
- * thread of the default pool, each up to 2 MiB of tables (the 19 KB gzip
- * submit profile of the benchmarks holds about 0.3 MiB). */
+/* Merged profiles kept for the next decodes (spares.h): as many as a 2-CPU
+ * machine's default pool decodes at once (on a larger pool the decodes
+ * past these start fresh), each holding at most 2 MiB of tables (the 19 KB
+ * gzip submit profile of the benchmarks holds 0.26 MiB). At most 16 MiB
+ * stay held once the load ends. */
 #define STORE_SPARES 8
 #define STORE_SPARE_MAX_BYTES (2u << 20)
 

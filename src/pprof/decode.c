@@ -1047,10 +1047,19 @@ static const struct {
     {offsetof(pprof_profile, strbytes), 1},
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
+/* A table added to pprof_profile but not to tables[] would leak on reuse. */
+_Static_assert(offsetof(pprof_profile, sample_types) == 0 &&
+                   offsetof(pprof_profile, drop_frames) == NTABLES * sizeof(pprof__vec),
+               "tables[] must list every pprof__vec of pprof_profile");
 
 static pprof__vec *table(pprof_profile *p, size_t i)
 {
     return (pprof__vec *)(void *)((char *)p + tables[i].off);
+}
+
+static const pprof__vec *table_c(const pprof_profile *p, size_t i)
+{
+    return (const pprof__vec *)(const void *)((const char *)p + tables[i].off);
 }
 
 void pprof_profile_free(pprof_profile *p)
@@ -1069,7 +1078,7 @@ size_t pprof_profile_memory(const pprof_profile *p)
     if (!p)
         return 0;
     for (size_t i = 0; i < NTABLES; i++)
-        total += table((pprof_profile *)(uintptr_t)p, i)->room * tables[i].size;
+        total += table_c(p, i)->room * tables[i].size;
     return total;
 }
 
@@ -1088,6 +1097,30 @@ static pprof_profile *profile_start(pprof_profile *spare)
     for (size_t i = 0; i < NTABLES; i++)
         *table(spare, i) = keep[i];
     return spare;
+}
+
+/*
+ * Gives back what a reused table holds beyond four times what this profile
+ * needed, so a chain of reuses holds a bounded multiple of the current
+ * profile's tables, not the largest of each table ever decoded. A failed
+ * shrink only keeps the memory, which stays correct.
+ */
+static void trim(pprof_profile *p)
+{
+    for (size_t i = 0; i < NTABLES; i++) {
+        pprof__vec *v = table(p, i);
+        if (v->room / 4 <= v->cap)
+            continue;
+        if (v->cap == 0) {
+            pprof__vec_free(v);
+            continue;
+        }
+        void *np = pprof__realloc(v->p, v->cap * tables[i].size);
+        if (np) {
+            v->p = np;
+            v->room = v->cap;
+        }
+    }
 }
 
 static int decode(int fd, const void *data, size_t len, const pprof_limits *lim,
@@ -1113,6 +1146,8 @@ static int decode(int fd, const void *data, size_t len, const pprof_limits *lim,
     }
     if ((rc = pprof__validate(p, err)))
         goto cleanup;
+    if (spare)
+        trim(p);
     *out = p;
     p = NULL;
 cleanup:

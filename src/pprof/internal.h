@@ -183,7 +183,9 @@ typedef struct pprof__sample {
 } pprof__sample;
 
 struct pprof_profile {
-    /* Tables, in decode order. */
+    /* Tables, in decode order, then pools: every pprof__vec comes first and
+     * is listed in decode.c's tables[] (a static assertion checks the
+     * count), which frees and reuses them. */
     pprof__vec sample_types; /* pprof__valuetype */
     pprof__vec samples;      /* pprof__sample */
     pprof__vec mappings;     /* pprof__mapping */

@@ -104,7 +104,8 @@ int pprof_decode_fd(int fd, const pprof_limits *lim, pprof_profile **out,
  * that decodes profile after profile and hands each back once it is merged
  * stops growing tables after the first few: about a tenth less CPU per
  * decode (docs/performance.md). The limits apply exactly as to a fresh
- * decode; memory held is at most the budget plus spare's memory.
+ * decode. Memory held is at most the budget plus spare's memory while
+ * decoding, and at most four times a fresh decode's tables after it.
  */
 int pprof_decode_fd_reuse(int fd, const pprof_limits *lim, pprof_profile *spare,
                           pprof_profile **out, pprof_error *err);

@@ -88,12 +88,12 @@ int pprof__vec_grow(pprof__vec *v, size_t size, size_t more, pprof__budget *b)
          * need copied the whole array once per element up to the limit: a
          * 9 KB gzip sample of 7.5 million frames kept a worker busy for
          * 3.6 s. With eighths, at most about eight copies remain. */
-        uint64_t room = (b->used <= b->limit ? b->limit - b->used : 0) / size;
+        uint64_t left = (b->used <= b->limit ? b->limit - b->used : 0) / size;
         uint64_t step = v->cap / 8;
         if (step < need - v->cap)
             step = need - v->cap;
-        if (step > room)
-            step = room;
+        if (step > left)
+            step = left;
         if (step < need - v->cap)
             return PPROF_ELIMIT;
         cap = v->cap + (size_t)step;

@@ -284,6 +284,26 @@ static void test_memory_cap(void **state)
     free(buf);
 }
 
+/* sort-raw.pb plus one sample of a million frames, about 1 MB of raw
+ * protobuf in prof (the caller frees prof->p). */
+static void million_frames(pbw *prof)
+{
+    size_t rawlen, n = 1000000, i;
+    uint8_t *raw = read_fixture("profiles/sort-raw.pb", &rawlen);
+    uint64_t *ids = malloc(n * sizeof(*ids)), vals[2] = {1, 10000000};
+    pbw sample = {0};
+
+    for (i = 0; i < n; i++)
+        ids[i] = 1;
+    pbw_packed(&sample, 1, ids, n);
+    pbw_packed(&sample, 2, vals, 2);
+    pbw_raw(prof, raw, rawlen);
+    pbw_msg(prof, 2, &sample);
+    free(sample.p);
+    free(ids);
+    free(raw);
+}
+
 /* A table that outgrows what doubling can fit under the limit grows in
  * eighths up to it, a handful of reallocations, not one per element: a
  * 1 MB sample of a million frames, under limits that refuse it and one
@@ -291,18 +311,11 @@ static void test_memory_cap(void **state)
 static void test_memory_cap_growth_is_not_quadratic(void **state)
 {
     static const uint64_t limits[] = {5u << 20, 7u << 20, 9u << 20};
-    size_t rawlen, n = 1000000, i;
-    uint8_t *raw = read_fixture("profiles/sort-raw.pb", &rawlen);
-    uint64_t *ids = malloc(n * sizeof(*ids)), vals[2] = {1, 10000000};
-    pbw sample = {0}, prof = {0};
+    pbw prof = {0};
+    size_t i;
 
     (void)state;
-    for (i = 0; i < n; i++)
-        ids[i] = 1;
-    pbw_packed(&sample, 1, ids, n);
-    pbw_packed(&sample, 2, vals, 2);
-    pbw_raw(&prof, raw, rawlen);
-    pbw_msg(&prof, 2, &sample);
+    million_frames(&prof);
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         pprof_limits lim = {0, limits[i]};
         pprof_profile *p = NULL;
@@ -325,9 +338,6 @@ static void test_memory_cap_growth_is_not_quadratic(void **state)
         talloc_remove();
     }
     free(prof.p);
-    free(sample.p);
-    free(ids);
-    free(raw);
 }
 
 static void test_fd_errors(void **state)
@@ -474,6 +484,8 @@ static void assert_same_profile(const pprof_profile *a, const pprof_profile *b)
     assert_int_equal(a->keep_frames, b->keep_frames);
     assert_int_equal(a->default_sample_type, b->default_sample_type);
     assert_int_equal(a->has_period_type, b->has_period_type);
+    assert_int_equal(a->period_type.type, b->period_type.type);
+    assert_int_equal(a->period_type.unit, b->period_type.unit);
     assert_int_equal(a->resolved, b->resolved);
     assert_int_equal(a->inflated, b->inflated);
     /* The charge follows the input, never the memory reused. */
@@ -505,22 +517,60 @@ static void test_reuse_decodes_the_same(void **state)
     }
 }
 
-/* Reused memory is not charged: a limit refuses or takes an input the same
- * with any spare, even one holding more than the limit. */
+/* A profile whose tables hold over 8 MiB (million_frames). */
+static pprof_profile *big_spare(void)
+{
+    pbw prof = {0};
+    pprof_profile *p = NULL;
+    pprof_error err = {0, ""};
+
+    million_frames(&prof);
+    if (pprof_decode_mem(prof.p, prof.n, NULL, &p, &err))
+        fail_msg("%s", err.msg);
+    assert_true(pprof_profile_memory(p) > (8u << 20));
+    free(prof.p);
+    return p;
+}
+
+/* The smallest max_memory under which a fresh decode of rel succeeds. */
+static uint64_t least_limit(const char *rel)
+{
+    uint64_t lo = 1, hi = 64u << 20; /* fails at lo, succeeds at hi */
+
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        pprof_limits lim = {0, mid};
+        pprof_profile *p = NULL;
+        pprof_error err = {0, ""};
+        if (decode_reuse(rel, &lim, NULL, &p, &err) == 0)
+            hi = mid;
+        else
+            lo = mid;
+        pprof_profile_free(p);
+    }
+    return hi;
+}
+
+/* Reused memory is not charged: with a spare holding more than the whole
+ * limit, a limit refuses or takes an input as it does in a fresh decode,
+ * at the least limit that takes it and one byte under. */
 static void test_reuse_keeps_the_limits(void **state)
 {
-    static const uint64_t limits[] = {80u << 10, 200u << 10, 4u << 20};
+    pprof_profile *fresh = NULL;
+    pprof_error err = {0, ""};
+    uint64_t least = least_limit("profiles/mixed.pb.gz");
     size_t i;
 
     (void)state;
+    const uint64_t limits[] = {80u << 10, least - 1, least, 4u << 20};
     for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         pprof_limits lim = {0, limits[i]};
-        pprof_profile *spare = NULL, *fresh = NULL, *p = NULL;
-        pprof_error ferr = {0, ""}, err = {0, ""};
+        pprof_profile *p = NULL;
+        pprof_error ferr = {0, ""};
         int frc = decode_reuse("profiles/mixed.pb.gz", &lim, NULL, &fresh, &ferr);
-        assert_int_equal(decode_reuse("profiles/regexp.pb.gz", NULL, NULL, &spare, &err), 0);
-        assert_true(pprof_profile_memory(spare) > 0);
-        int rc = decode_reuse("profiles/mixed.pb.gz", &lim, spare, &p, &err);
+        assert_int_equal(frc, i < 2 ? PPROF_ELIMIT : 0);
+        memset(&err, 0, sizeof(err));
+        int rc = decode_reuse("profiles/mixed.pb.gz", &lim, big_spare(), &p, &err);
         assert_int_equal(rc, frc);
         assert_string_equal(err.msg, ferr.msg);
         if (rc == 0)
@@ -528,6 +578,24 @@ static void test_reuse_keeps_the_limits(void **state)
         pprof_profile_free(fresh);
         pprof_profile_free(p);
     }
+}
+
+/* After a reuse each table keeps at most four times what its profile
+ * needed: a chain of reuses does not hold the largest table ever seen. */
+static void test_reuse_trims_what_is_kept(void **state)
+{
+    pprof_profile *fresh = NULL, *p = NULL;
+    pprof_error err = {0, ""};
+
+    (void)state;
+    assert_int_equal(decode_reuse("profiles/mixed.pb.gz", NULL, NULL, &fresh, &err), 0);
+    assert_int_equal(decode_reuse("profiles/mixed.pb.gz", NULL, big_spare(), &p, &err), 0);
+    assert_same_profile(fresh, p);
+    if (pprof_profile_memory(p) > 4 * pprof_profile_memory(fresh))
+        fail_msg("%zu bytes kept, %zu fresh", pprof_profile_memory(p),
+                 pprof_profile_memory(fresh));
+    pprof_profile_free(fresh);
+    pprof_profile_free(p);
 }
 
 /* A spare of the same shape leaves nothing to grow: only the read window,
@@ -623,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_reuse_decodes_the_same),
         cmocka_unit_test(test_reuse_keeps_the_limits),
+        cmocka_unit_test(test_reuse_trims_what_is_kept),
         cmocka_unit_test(test_reuse_skips_table_growth),
         cmocka_unit_test(test_reuse_consumes_the_spare),
     };
