@@ -10,6 +10,11 @@
  * disturbed by the machine). The fastest and slowest of those minimums must
  * be within 25% of each other; an early-exit memcmp differs by 10x or more
  * between "first byte" and "last byte" on a 32-byte key.
+ *
+ * On a busy VM 15 rounds may hold no quiet moment for some probe (a CI run
+ * once measured 1.43 with every probe's minimum between 434 and 622 ns), so
+ * rounds go on, up to a few seconds, until the minimums agree. Only noise
+ * goes away with more rounds: a 10x dependence never gets under 1.25.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,8 +28,9 @@
 
 #include "collector/keys.h"
 
-#define ROUNDS 15
-#define CALLS 4000
+#define MIN_ROUNDS 15
+#define MAX_SECONDS 5.0
+#define CALLS 2000
 
 static double now(void) {
     struct timespec ts;
@@ -63,7 +69,9 @@ static void test_match_time_does_not_depend_on_the_input(void **state) {
     };
     size_t np = sizeof probes / sizeof probes[0];
     volatile int sink = 0;
-    for (int r = 0; r < ROUNDS; r++) {
+    double start = now(), lo = 1e9, hi = 0;
+    int rounds = 0;
+    do {
         for (size_t i = 0; i < np; i++) {
             double t0 = now();
             for (int k = 0; k < CALLS; k++)
@@ -72,19 +80,23 @@ static void test_match_time_does_not_depend_on_the_input(void **state) {
             if (t < probes[i].best)
                 probes[i].best = t;
         }
-    }
+        rounds++;
+        lo = 1e9;
+        hi = 0;
+        for (size_t i = 0; i < np; i++) {
+            if (probes[i].best < lo)
+                lo = probes[i].best;
+            if (probes[i].best > hi)
+                hi = probes[i].best;
+        }
+    } while (rounds < MIN_ROUNDS || (hi / lo > 1.25 && now() - start < MAX_SECONDS));
     (void)sink;
-    double lo = 1e9, hi = 0;
     for (size_t i = 0; i < np; i++) {
         assert_int_equal(keys_match(ks, probes[i].p, probes[i].len), probes[i].want);
         printf("  keys_match, %-26s %.1f ns/call\n", probes[i].name,
                probes[i].best / CALLS * 1e9);
-        if (probes[i].best < lo)
-            lo = probes[i].best;
-        if (probes[i].best > hi)
-            hi = probes[i].best;
     }
-    printf("  slowest/fastest: %.3f\n", hi / lo);
+    printf("  slowest/fastest: %.3f after %d rounds\n", hi / lo, rounds);
     if (hi / lo > 1.25)
         fail_msg("keys_match time depends on the input: slowest/fastest = %.3f", hi / lo);
     keys_free(ks);
