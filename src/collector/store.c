@@ -226,21 +226,8 @@ static const pprof_limits stored_lim = {(uint64_t)1 << 62, (uint64_t)1 << 62};
 
 /* Worker: decodes dir/name into a profile that passes the CPU check. */
 static int decode_file(store *st, const char *name, pprof_profile **out, pprof_error *perr) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", st->dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        perr->code = PPROF_EIO;
-        snprintf(perr->msg, sizeof perr->msg, "cannot open: %s", strerror(errno));
-        return PPROF_EIO;
-    }
-    int rc = pprof_decode_fd_reuse(fd, &stored_lim, spares_take(st->spares), out, perr);
-    close(fd);
-    if (rc == 0 && (rc = pprof_check_cpu(*out, perr)) != 0) {
-        pprof_profile_free(*out);
-        *out = NULL;
-    }
-    return rc;
+    return mergeopts_decode_file(st->dir, name, &stored_lim, 1, spares_take(st->spares), out,
+                                 perr);
 }
 
 /* Worker: (re)builds the aggregate from the directory. */

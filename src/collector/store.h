@@ -27,8 +27,9 @@
  * Validation of a submission (decompress, decode, check) is CPU work that
  * needs no shared state, so it runs on the pool in parallel, before its
  * commit is queued. Once merged, a profile's memory goes back to the next
- * validations (spares.h), so their tables need not grow again. Requests that reach the store before the load finished
- * simply wait in the queue behind it.
+ * validations (spares.h), so their tables need not grow again. Requests
+ * that reach the store before the load finished simply wait in the queue
+ * behind it.
  *
  * Threads: store_* functions are called on the loop thread only; callbacks
  * run there too.

@@ -131,6 +131,17 @@ int mergeopts_merge(const mergeopts *o, const mergeopts_input *in, uint64_t now_
                     pprof_merger **out, size_t *selected, size_t *bad, char *why,
                     size_t whylen);
 
+/*
+ * Blocking: decodes dir/name (or the path name when dir is NULL) into *p,
+ * in spare's memory (may be NULL; consumed whatever the result, see
+ * pprof_decode_fd_reuse), then applies pprof_check_cpu when cpu_only. A
+ * file that cannot be opened is PPROF_EIO ("cannot open: ..."). On failure
+ * *p is NULL.
+ */
+int mergeopts_decode_file(const char *dir, const char *name, const pprof_limits *lim,
+                          int cpu_only, pprof_profile *spare, pprof_profile **p,
+                          pprof_error *perr);
+
 /* Applies o's shape and strip_labels to m: returns m itself (nothing to
  * do) or a new merger, freeing m. On failure m is freed too. */
 int mergeopts_reshape(const mergeopts *o, pprof_merger *m, pprof_merger **out,

@@ -21,18 +21,18 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Decodes file i into *p, in spare's memory (consumed; see
- * pprof_decode_fd_reuse). */
-static int decode_one(const mergeopts_input *in, size_t i, pprof_profile *spare,
-                      pprof_profile **p, pprof_error *perr)
+int mergeopts_decode_file(const char *dir, const char *name, const pprof_limits *lim,
+                          int cpu_only, pprof_profile *spare, pprof_profile **p,
+                          pprof_error *perr)
 {
     char path[4096];
     int fd, rc;
 
-    if (in->dir)
-        snprintf(path, sizeof(path), "%s/%s", in->dir, in->names[i]);
+    *p = NULL;
+    if (dir)
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
     else
-        snprintf(path, sizeof(path), "%s", in->names[i]);
+        snprintf(path, sizeof(path), "%s", name);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         pprof_profile_free(spare);
@@ -40,13 +40,20 @@ static int decode_one(const mergeopts_input *in, size_t i, pprof_profile *spare,
         snprintf(perr->msg, sizeof(perr->msg), "cannot open: %s", strerror(errno));
         return PPROF_EIO;
     }
-    rc = pprof_decode_fd_reuse(fd, in->lim, spare, p, perr);
+    rc = pprof_decode_fd_reuse(fd, lim, spare, p, perr);
     close(fd);
-    if (rc == 0 && in->cpu_only && (rc = pprof_check_cpu(*p, perr)) != 0) {
+    if (rc == 0 && cpu_only && (rc = pprof_check_cpu(*p, perr)) != 0) {
         pprof_profile_free(*p);
         *p = NULL;
     }
     return rc;
+}
+
+/* Decodes file i into *p, in spare's memory (consumed). */
+static int decode_one(const mergeopts_input *in, size_t i, pprof_profile *spare,
+                      pprof_profile **p, pprof_error *perr)
+{
+    return mergeopts_decode_file(in->dir, in->names[i], in->lim, in->cpu_only, spare, p, perr);
 }
 
 int mergeopts_reshape(const mergeopts *o, pprof_merger *m, pprof_merger **out, pprof_error *err)

@@ -1082,20 +1082,17 @@ size_t pprof_profile_memory(const pprof_profile *p)
     return total;
 }
 
-/* An empty profile: spare's memory emptied, or a new one. */
+/* An empty profile: spare's memory emptied, or a new one. The tables come
+ * first in the struct (asserted above): the scalars after them are zeroed. */
 static pprof_profile *profile_start(pprof_profile *spare)
 {
-    pprof__vec keep[NTABLES];
+    const size_t scalars = offsetof(pprof_profile, drop_frames);
 
     if (!spare)
         return pprof__calloc(1, sizeof(*spare));
-    for (size_t i = 0; i < NTABLES; i++) {
-        keep[i] = *table(spare, i);
-        pprof__vec_clear(&keep[i]);
-    }
-    memset(spare, 0, sizeof(*spare));
     for (size_t i = 0; i < NTABLES; i++)
-        *table(spare, i) = keep[i];
+        pprof__vec_clear(table(spare, i));
+    memset((char *)spare + scalars, 0, sizeof(*spare) - scalars);
     return spare;
 }
 
