@@ -25,7 +25,6 @@
  * Memory: one decoded input at a time plus the aggregate.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,18 +88,10 @@ static int add_file(pprof_merger *m, const char *path, int cpu_only, pprof_profi
 {
     pprof_profile *p = NULL;
     pprof_error perr;
-    int fd, rc;
+    int rc;
 
     memset(&perr, 0, sizeof(perr));
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        cli_error("%s: cannot open: %s", path, strerror(errno));
-        return 1;
-    }
-    rc = pprof_decode_fd_reuse(fd, NULL, *spare, &p, &perr);
-    close(fd);
-    if (rc == 0 && cpu_only)
-        rc = pprof_check_cpu(p, &perr);
+    rc = mergeopts_decode_file(NULL, path, NULL, cpu_only, *spare, &p, &perr);
     if (rc == 0)
         rc = pprof_merger_add(m, p, &perr);
     *spare = p;
