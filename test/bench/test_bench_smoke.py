@@ -34,3 +34,4 @@ def test_bench_quick_runs_and_reports_numbers():
     assert m and int(m.group(1)) > 0, out[-3000:]
     assert re.search(r"^\| 40 \| [\d.]+ ms \|", out, re.M), out[-3000:]
     assert re.search(r"Same-run throughput ratio ours/ref: median [\d.]+x", out), out[-3000:]
+    assert re.search(r"^Creating a file before the runs: \d+ µs", out, re.M), out[-3000:]
