@@ -188,9 +188,13 @@ static const time_var time_vars[] = {
  * (docs/performance.md, fourth round of "Optimisations").
  */
 unsigned config_default_worker_threads(void) {
+    return config_cpus() * 4;
+}
+
+unsigned config_cpus(void) {
     /* The CPUs this process may run on (its affinity mask), and fewer when
      * a cgroup v2 quota (docker --cpus, a Kubernetes limit) says so: a
-     * 2-CPU container on a 64-core host gets 8 threads, not 64. */
+     * 2-CPU container on a 64-core host counts 2, not 64. */
     unsigned cpus = uv_available_parallelism();
     FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
     if (f != NULL) {
@@ -206,7 +210,7 @@ unsigned config_default_worker_threads(void) {
         cpus = 1;
     if (cpus > 16)
         cpus = 16;
-    return cpus * 4;
+    return cpus;
 }
 
 static int load_worker_threads(config *cfg, char *err, size_t errlen) {

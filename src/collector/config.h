@@ -50,8 +50,12 @@ typedef struct config {
     int worker_nice;               /* PGOF_WORKER_NICE: 0-19, default 5 */
 } config;
 
-/* The threadpool size when neither variable is set: 4 per online CPU, at
- * least 4 and at most 64. */
+/* The CPUs the collector may use: its affinity mask, or fewer under a
+ * cgroup v2 CPU quota; 1 to 16. */
+unsigned config_cpus(void);
+
+/* The threadpool size when neither variable is set: 4 per CPU
+ * (config_cpus), at least 4 and at most 64. */
 unsigned config_default_worker_threads(void);
 
 /*

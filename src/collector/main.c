@@ -84,6 +84,7 @@ int main(void) {
         return 1;
     }
     log_level = cfg.log_level;
+    util_limit_arenas(config_cpus());
     /* libuv sizes its threadpool from this variable when the first work is
      * queued, which is after this point. */
     util_pool_nice_delta = cfg.worker_nice;

@@ -38,8 +38,9 @@ uint64_t util_now_ms(void);
 
 /*
  * Runs on a threadpool thread, first thing in every work_cb of ours: the
- * first call on a thread lowers its scheduling priority (nice +10 relative
- * to the process), so the loop thread is scheduled ahead of the pool.
+ * first call on a thread lowers its scheduling priority (nice
+ * +util_pool_nice_delta relative to the process), so the loop thread is
+ * scheduled ahead of the pool.
  * Later calls return at once (a thread-local flag).
  */
 void util_pool_thread_init(void);
@@ -47,5 +48,11 @@ void util_pool_thread_init(void);
 /* How much nicer than the process pool threads make themselves (set once by
  * main before the pool starts; PGOF_WORKER_NICE, 5 by default). */
 extern int util_pool_nice_delta;
+
+/*
+ * Before any thread starts: at most max(2, cpus) malloc arenas, unless the
+ * operator chose (MALLOC_ARENA_MAX, or arena_max in GLIBC_TUNABLES).
+ */
+void util_limit_arenas(unsigned cpus);
 
 #endif /* COLLECTOR_UTIL_H */

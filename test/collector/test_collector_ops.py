@@ -94,6 +94,18 @@ def _threads(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def _cpus():
+    """The CPUs the collector counts (config_cpus): affinity, cgroup quota."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return min(16, cpus)
+
+
 @pytest.mark.parametrize("env,want", [
     ({"PGOF_WORKER_THREADS": "6", "UV_THREADPOOL_SIZE": "2"}, 6),
     ({"PGOF_WORKER_THREADS": "", "UV_THREADPOOL_SIZE": "3"}, 3),
@@ -105,14 +117,7 @@ def test_worker_threads_size_the_threadpool(make_collector, env, want):
     stands; with neither, 4 per CPU. The process is the loop thread plus
     the pool."""
     if want is None:
-        cpus = len(os.sched_getaffinity(0))
-        try:
-            quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
-            if quota != "max":
-                cpus = min(cpus, -(-int(quota) // int(period)))
-        except (OSError, ValueError):
-            pass
-        want = 4 * min(16, cpus)
+        want = 4 * _cpus()
     c = make_collector(env=env)
     assert f"worker_threads={want}" in c.log()
     assert c.submit(fixture("fib.pb.gz"))[0] == 204
@@ -147,6 +152,52 @@ def test_worker_nice(make_collector, value, delta):
     base = nices.pop(c.proc.pid)
     assert set(nices.values()) <= {base, min(19, base + delta)}, nices
     assert min(19, base + delta) in nices.values(), nices
+
+
+def _arena_heaps(pid):
+    """glibc's heaps of non-main malloc arenas: an anonymous mapping that
+    starts on a 64 MiB boundary and, with the PROT_NONE rest of its
+    reservation right after it, spans exactly 64 MiB."""
+    maps = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            maps.append((lo, hi, fields[1], len(fields) == 5))
+    size = 64 << 20
+    n = 0
+    for i, (lo, hi, perms, anon) in enumerate(maps):
+        if not anon or perms != "rw-p" or lo % size:
+            continue
+        end = hi
+        if i + 1 < len(maps) and maps[i + 1][0] == hi and maps[i + 1][2] == "---p":
+            end = maps[i + 1][1]
+        n += end - lo == size
+    return n
+
+
+@pytest.mark.parametrize("env,most", [({}, None), ({"MALLOC_ARENA_MAX": "8"}, 7)])
+def test_pool_threads_share_one_malloc_arena_per_cpu(make_collector, env, most):
+    """Eight pool threads that all decoded, merged and encoded share at most
+    one malloc arena per CPU (at least 2; the main one has no 64 MiB heap),
+    so each does not warm a heap of its own; an operator's MALLOC_ARENA_MAX
+    stands."""
+    if most is None:
+        most = max(2, _cpus()) - 1
+    c = make_collector(env=dict(env, PGOF_WORKER_THREADS="8"))
+    bodies = [fixture(n) for n in ("fib.pb.gz", "mixed.pb.gz", "sort.pb.gz", "json.pb.gz")]
+    for rnd in range(4):
+        threads = [threading.Thread(target=c.submit, args=(bodies[i % 4],)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert c.merge()[0] == 200
+    assert len(c.stored()) == 64
+    heaps = _arena_heaps(c.proc.pid)
+    assert heaps <= most, heaps
+    if env:
+        assert heaps == most, heaps
 
 
 def test_bind_ipv6_loopback(make_collector):
