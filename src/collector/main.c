@@ -84,9 +84,10 @@ int main(void) {
         return 1;
     }
     log_level = cfg.log_level;
-    util_limit_arenas(config_cpus());
-    /* libuv sizes its threadpool from this variable when the first work is
-     * queued, which is after this point. */
+    /* Before the pool starts: libuv sizes it from UV_THREADPOOL_SIZE when
+     * the first work is queued, and glibc fixes its arena limit when a
+     * second thread first allocates. */
+    int arenas = util_limit_arenas(config_cpus());
     util_pool_nice_delta = cfg.worker_nice;
     if (cfg.worker_threads_set) {
         char n[16];
@@ -132,10 +133,14 @@ int main(void) {
         uv_walk(&loop, close_walk, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
     } else {
-        char desc[1024];
+        char desc[1024], arena_desc[16];
         config_describe(&cfg, desc, sizeof desc);
-        LOG(LOG_INFO, "pgof-collector started (pid %ld, %zu submit key(s), %zu merge key(s)): %s",
-            (long)getpid(), keys_count(srv.submit_keys), keys_count(srv.merge_keys), desc);
+        snprintf(arena_desc, sizeof arena_desc, "%d", arenas);
+        LOG(LOG_INFO,
+            "pgof-collector started (pid %ld, %zu submit key(s), %zu merge key(s)): %s "
+            "malloc_arenas=%s",
+            (long)getpid(), keys_count(srv.submit_keys), keys_count(srv.merge_keys), desc,
+            arenas > 0 ? arena_desc : arenas == 0 ? "environment" : "allocator-default");
         uv_run(&loop, UV_RUN_DEFAULT);
         status = 0;
     }

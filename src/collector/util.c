@@ -1,6 +1,6 @@
 /*
- * util.c: allocation wrappers that abort on exhaustion, the clock, and the
- * threadpool threads' scheduling priority.
+ * util.c: allocation wrappers that abort on exhaustion, the clock, the
+ * threadpool threads' scheduling priority, and the number of malloc arenas.
  */
 #include "collector/util.h"
 
@@ -80,25 +80,28 @@ int util_storage_status(int rc) {
 int util_pool_nice_delta = 5;
 
 /*
- * glibc gives each thread that allocates an arena of its own, up to 8 per
- * CPU, so every pool thread warms a heap of its own: on the test VM, where a
- * page fault costs about 11 µs, each of the 8 threads paid about 60 of them
- * the first time it encoded the merged profile (the first fresh merges after
- * a start took 1.8 ms, later ones 0.7), and RSS under submits reached 25 MB
- * instead of 19. The pool's jobs allocate little (decodes reuse spare
- * profiles), so one arena per CPU costs no throughput (docs/performance.md,
- * eighth round).
+ * glibc (2.36, Debian 12) gives each thread that allocates an arena of its
+ * own, up to 8 per CPU, so every pool thread warmed a heap of its own: on the
+ * test VM, where a page fault costs about 11 µs, each of the 8 threads paid
+ * about 60 of them the first time it encoded the merged profile (the first
+ * fresh merges after a start took 1.8-2 ms, later ones 0.7), and RSS under
+ * submits reached 25 MiB instead of 18. The pool's jobs allocate little
+ * (decodes reuse spare profiles), so sharing costs no throughput
+ * (docs/performance.md, eighth round).
  */
-void util_limit_arenas(unsigned cpus) {
+int util_limit_arenas(unsigned cpus) {
+    const char *env = getenv("MALLOC_ARENA_MAX");
     const char *tunables = getenv("GLIBC_TUNABLES");
-    if (getenv("MALLOC_ARENA_MAX") != NULL ||
-        (tunables != NULL && strstr(tunables, "arena_max") != NULL))
-        return;
+    if ((env != NULL && env[0] != '\0') ||
+        (tunables != NULL && strstr(tunables, "malloc.arena_max") != NULL))
+        return 0;
+    int n = cpus < 2 ? 2 : (int)cpus;
 #ifdef M_ARENA_MAX
-    /* A failure leaves glibc's default: more memory, nothing wrong. */
-    (void)mallopt(M_ARENA_MAX, cpus < 2 ? 2 : (int)cpus);
+    /* mallopt returns 1 on success; under ASan, whose allocator has no
+     * arenas, it returns 0. */
+    return mallopt(M_ARENA_MAX, n) == 1 ? n : -1;
 #else
-    (void)cpus;
+    return -1;
 #endif
 }
 

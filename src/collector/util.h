@@ -50,9 +50,12 @@ void util_pool_thread_init(void);
 extern int util_pool_nice_delta;
 
 /*
- * Before any thread starts: at most max(2, cpus) malloc arenas, unless the
- * operator chose (MALLOC_ARENA_MAX, or arena_max in GLIBC_TUNABLES).
+ * Call from main before any other thread exists. Limits glibc to max(2,
+ * cpus) malloc arenas, the main one included, unless the operator set a
+ * limit (a non-empty MALLOC_ARENA_MAX, or glibc.malloc.arena_max in
+ * GLIBC_TUNABLES). Returns the limit set, 0 when the operator's stands, or
+ * -1 when the allocator took none (not glibc's, or ASan's).
  */
-void util_limit_arenas(unsigned cpus);
+int util_limit_arenas(unsigned cpus);
 
 #endif /* COLLECTOR_UTIL_H */

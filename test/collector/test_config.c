@@ -138,6 +138,8 @@ static void test_worker_threads(void **state) {
     assert_true(want >= 4 && want <= 64 && want % 4 == 0);
     assert_true(want <= 4 * uv_available_parallelism());
     assert_int_equal(want, 4 * config_cpus());
+    assert_true(config_cpus() >= 1 && config_cpus() <= 16);
+    assert_true(config_cpus() <= uv_available_parallelism());
     /* libuv's own variable, set by the operator, stands... */
     assert_int_equal(load_ok("UV_THREADPOOL_SIZE", "3").worker_threads, 3);
     assert_int_equal(load_ok(NULL, NULL).worker_threads_set, 0);
