@@ -760,12 +760,8 @@ static void submit_job_run(submit_job *j) {
      * decode. (A raw one is rewritten as gzip below.) */
     if (magic[0] == 0x1f && magic[1] == 0x8b)
         disk_start_write_out(j->fd);
-    rc = pprof_decode_fd_reuse(j->fd, &j->st->lim, spares_take(j->st->spares), &j->profile,
-                               &perr);
-    if (rc == 0 && (rc = pprof_check_cpu(j->profile, &perr)) != 0) {
-        pprof_profile_free(j->profile);
-        j->profile = NULL;
-    }
+    rc = mergeopts_decode_fd(j->fd, &j->st->lim, 1, spares_take(j->st->spares), &j->profile,
+                             &perr);
     if (rc != 0) {
         j->reject = REJECT_ENGINE_BASE - rc;
         j->status = (rc == PPROF_ETOOBIG || rc == PPROF_ELIMIT) ? 413

@@ -132,11 +132,16 @@ int mergeopts_merge(const mergeopts *o, const mergeopts_input *in, uint64_t now_
                     size_t whylen);
 
 /*
- * Blocking: decodes dir/name (or the path name when dir is NULL) into *p,
- * in spare's memory (may be NULL; consumed whatever the result, see
- * pprof_decode_fd_reuse), then applies pprof_check_cpu when cpu_only. A
- * file that cannot be opened is PPROF_EIO ("cannot open: ..."). On failure
- * *p is NULL.
+ * Blocking: decodes fd into *p, in spare's memory (may be NULL; consumed
+ * whatever the result, see pprof_decode_fd_reuse), then applies
+ * pprof_check_cpu when cpu_only. On failure *p is NULL.
+ */
+int mergeopts_decode_fd(int fd, const pprof_limits *lim, int cpu_only, pprof_profile *spare,
+                        pprof_profile **p, pprof_error *perr);
+
+/*
+ * mergeopts_decode_fd of dir/name (or of the path name when dir is NULL). A
+ * file that cannot be opened is PPROF_EIO ("cannot open: ...").
  */
 int mergeopts_decode_file(const char *dir, const char *name, const pprof_limits *lim,
                           int cpu_only, pprof_profile *spare, pprof_profile **p,

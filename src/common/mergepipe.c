@@ -21,6 +21,18 @@
 #include <string.h>
 #include <unistd.h>
 
+int mergeopts_decode_fd(int fd, const pprof_limits *lim, int cpu_only, pprof_profile *spare,
+                        pprof_profile **p, pprof_error *perr)
+{
+    int rc = pprof_decode_fd_reuse(fd, lim, spare, p, perr);
+
+    if (rc == 0 && cpu_only && (rc = pprof_check_cpu(*p, perr)) != 0) {
+        pprof_profile_free(*p);
+        *p = NULL;
+    }
+    return rc;
+}
+
 int mergeopts_decode_file(const char *dir, const char *name, const pprof_limits *lim,
                           int cpu_only, pprof_profile *spare, pprof_profile **p,
                           pprof_error *perr)
@@ -40,12 +52,8 @@ int mergeopts_decode_file(const char *dir, const char *name, const pprof_limits 
         snprintf(perr->msg, sizeof(perr->msg), "cannot open: %s", strerror(errno));
         return PPROF_EIO;
     }
-    rc = pprof_decode_fd_reuse(fd, lim, spare, p, perr);
+    rc = mergeopts_decode_fd(fd, lim, cpu_only, spare, p, perr);
     close(fd);
-    if (rc == 0 && cpu_only && (rc = pprof_check_cpu(*p, perr)) != 0) {
-        pprof_profile_free(*p);
-        *p = NULL;
-    }
     return rc;
 }
 
