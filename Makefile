@@ -25,7 +25,7 @@ CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow -Wvla
 CFLAGS  ?= $(OPT) -g
 BASE_CFLAGS := $(CSTD) -fno-omit-frame-pointer -pthread -MMD -MP
-INCLUDES := -Isrc -Isrc/pprof/gen -Ivendor/nanopb -Ivendor/llhttp
+INCLUDES := -Isrc -Isrc/pprof/gen -Ivendor/nanopb -Ivendor/llhttp -Ivendor/libdeflate
 # nanopb: 32-bit field sizes, so a submessage larger than 64 KiB still decodes.
 NANOPB_DEFS := -DPB_FIELD_32BIT
 VENDOR_WARN := -w
@@ -48,6 +48,9 @@ ALL_LDFLAGS := -pthread $(SAN_FLAGS) $(LDFLAGS)
 
 # ---- sources, by module -------------------------------------------------
 NANOPB_SRCS := vendor/nanopb/pb_common.c vendor/nanopb/pb_decode.c vendor/nanopb/pb_encode.c
+# libdeflate's decompressor and CRC-32, patched (vendor/libdeflate/VENDOR.md).
+LIBDEFLATE_SRCS := $(addprefix vendor/libdeflate/lib/,deflate_decompress.c gzip_decompress.c \
+	crc32.c utils.c x86/cpu_features.c arm/cpu_features.c)
 LLHTTP_SRCS := vendor/llhttp/api.c vendor/llhttp/http.c vendor/llhttp/llhttp.c
 PPROF_SRCS  := $(sort $(wildcard src/pprof/*.c) src/pprof/gen/profile.pb.c)
 COMMON_SRCS := $(wildcard src/common/*.c)
@@ -101,7 +104,7 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # ---- libraries and programs -------------------------------------------------
-$(LIBPPROF): $(call obj,$(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS))
+$(LIBPPROF): $(call obj,$(PPROF_SRCS) $(NANOPB_SRCS) $(LIBDEFLATE_SRCS) $(COMMON_SRCS))
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -128,7 +131,7 @@ EMBEDDED_DEFS := $(if $(HAVE_LIBDW),-DPGOF_HAVE_LIBDW)
 LIBS_EMBEDDED := -lcurl $(if $(HAVE_LIBDW),-ldw) -lz -lm
 LIBPGOF_A   := $(BUILD)/libpgof.a
 LIBPGOF_SO  := $(BUILD)/libpgof.so
-PGOF_LIBSRCS := $(EMBEDDED_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
+PGOF_LIBSRCS := $(EMBEDDED_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(LIBDEFLATE_SRCS) $(COMMON_SRCS)
 pic = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
 
 $(BUILD)/obj/src/embedded/%.o: src/embedded/%.c $(BUILD)/.flags
@@ -257,13 +260,17 @@ FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-
 	$(INCLUDES) $(NANOPB_DEFS) -pthread
 FUZZ_SECONDS ?= 300
 
-build/fuzz/fuzz_pprof: test/fuzz/fuzz_pprof.c $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
+build/fuzz/fuzz_pprof: test/fuzz/fuzz_pprof.c $(PPROF_SRCS) $(NANOPB_SRCS) $(LIBDEFLATE_SRCS) $(COMMON_SRCS)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -lz -lm
 
-build/fuzz/fuzz_http: test/fuzz/fuzz_http.c $(COLLECTOR_SRCS) $(LLHTTP_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(COMMON_SRCS)
+build/fuzz/fuzz_http: test/fuzz/fuzz_http.c $(COLLECTOR_SRCS) $(LLHTTP_SRCS) $(PPROF_SRCS) $(NANOPB_SRCS) $(LIBDEFLATE_SRCS) $(COMMON_SRCS)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -luv -lz -lm
+
+build/fuzz/fuzz_inflate: test/fuzz/fuzz_inflate.c $(LIBDEFLATE_SRCS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ -lz
 
 fuzz-build: $(FUZZ_BINS)
 .PHONY: fuzz-build

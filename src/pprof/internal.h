@@ -62,6 +62,12 @@ void pprof__free(void *p);
 void *pprof__zalloc(void *opaque, unsigned items, unsigned size);
 void pprof__zfree(void *opaque, void *p);
 
+/* Test seam: true sends every gzip input through zlib's streaming path,
+ * never the one-shot libdeflate path (decode.c). Set before decoding. */
+extern bool pprof__oneshot_off;
+/* How many inputs the one-shot path decoded (atomic; for tests). */
+extern unsigned long pprof__oneshot_used;
+
 /* Bytes charged so far against a limit (limit 0 = unlimited). */
 typedef struct pprof__budget {
     uint64_t used;

@@ -110,6 +110,10 @@ int pprof_decode_fd(int fd, const pprof_limits *lim, pprof_profile **out,
 int pprof_decode_fd_reuse(int fd, const pprof_limits *lim, pprof_profile *spare,
                           pprof_profile **out, pprof_error *err);
 
+/* pprof_decode_mem in the memory of spare, as pprof_decode_fd_reuse. */
+int pprof_decode_mem_reuse(const void *data, size_t len, const pprof_limits *lim,
+                           pprof_profile *spare, pprof_profile **out, pprof_error *err);
+
 /* Bytes p's tables hold allocated (for a caller deciding what to keep). */
 size_t pprof_profile_memory(const pprof_profile *p);
 

@@ -17,6 +17,10 @@
  * Each input is also decoded from a descriptor, fresh and in the memory of
  * the last input's profile (pprof_decode_fd_reuse): both must give the same
  * answer and, on success, the same profile.
+ * A gzip input is decoded a second time through zlib's streaming path only:
+ * the one-shot libdeflate path must give the same answer, the same message
+ * on a refusal and the same merged bytes on success. A raw input is gzipped
+ * first for that check, so valid gzip streams of every shape meet it too.
  * Any crash, leak, sanitizer report or broken round trip is a finding.
  * Seed corpus: test/fuzz/corpus/pprof (the real fixtures, raw and gzip).
  */
@@ -25,7 +29,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include "pprof/internal.h"
 #include "pprof/pprof.h"
 
 /* Encodes m with the long-lived encoder; aborts unless the bytes are want. */
@@ -51,13 +57,6 @@ static void check_encoder(const pprof_merger *m, const uint8_t *want, size_t wan
     free(fresh);
 }
 
-static int on_discard(void *ctx, const void *data, size_t len)
-{
-    (void)data;
-    *(size_t *)ctx += len;
-    return 0;
-}
-
 /* The encoding of a merger holding only p (owned by the caller). */
 static uint8_t *encode_alone(const pprof_profile *p, size_t *len)
 {
@@ -70,6 +69,72 @@ static uint8_t *encode_alone(const pprof_profile *p, size_t *len)
         abort();
     pprof_merger_free(m);
     return out;
+}
+
+/*
+ * Decodes a gzip input through both inflaters, under the run's limits and
+ * under tight ones (where the one-shot window's charge must match the
+ * streaming window's growth): same code, same message on a refusal, same
+ * merged bytes on success.
+ */
+static void check_inflaters(const uint8_t *data, size_t size)
+{
+    static const pprof_limits lims[2] = {{4u << 20, 64u << 20}, {1u << 20, 256u << 10}};
+
+    if (size < 2 || data[0] != 0x1f || data[1] != 0x8b)
+        return;
+    for (int i = 0; i < 2; i++) {
+        pprof_profile *p = NULL, *q = NULL;
+        pprof_error perr, qerr;
+        int rc = pprof_decode_mem(data, size, &lims[i], &p, &perr);
+        pprof__oneshot_off = true;
+        if (pprof_decode_mem(data, size, &lims[i], &q, &qerr) != rc)
+            abort();
+        pprof__oneshot_off = false;
+        if (rc != 0 && strcmp(qerr.msg, perr.msg) != 0)
+            abort();
+        if (rc == 0) {
+            size_t alen = 0, blen = 0;
+            /* Charged alike: the one-shot window as the streaming one grew. */
+            if (p->budget.used != q->budget.used)
+                abort();
+            uint8_t *a = encode_alone(p, &alen), *b = encode_alone(q, &blen);
+            if (alen != blen || memcmp(a, b, alen) != 0)
+                abort();
+            free(a);
+            free(b);
+        }
+        pprof_profile_free(p);
+        pprof_profile_free(q);
+    }
+}
+
+/* A raw input gzipped (level 1, as Go's profile writer), then checked. */
+static void check_inflaters_gzipped(const uint8_t *data, size_t size)
+{
+    uLongf zlen = compressBound((uLong)size) + 32;
+    uint8_t *z = malloc(zlen);
+    z_stream zs;
+
+    memset(&zs, 0, sizeof(zs));
+    if (!z || deflateInit2(&zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        abort();
+    zs.next_in = (Bytef *)(uintptr_t)data;
+    zs.avail_in = (uInt)size;
+    zs.next_out = z;
+    zs.avail_out = (uInt)zlen;
+    if (deflate(&zs, Z_FINISH) != Z_STREAM_END)
+        abort();
+    check_inflaters(z, zs.total_out);
+    deflateEnd(&zs);
+    free(z);
+}
+
+static int on_discard(void *ctx, const void *data, size_t len)
+{
+    (void)data;
+    *(size_t *)ctx += len;
+    return 0;
 }
 
 /* A fresh decode from a descriptor and one in the memory of the last
@@ -120,6 +185,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc;
 
     check_reuse(data, size, &lim);
+    check_inflaters(data, size);
+    if (size > 0 && data[0] != 0x1f)
+        check_inflaters_gzipped(data, size);
     rc = pprof_decode_mem(data, size, &lim, &p, &err);
     if (rc) {
         /* Every failure carries a code and a sentence. */
