@@ -725,6 +725,10 @@ static void submit_job_run(submit_job *j) {
     unsigned char magic[2] = {0, 0};
     char err[256];
     int rc;
+    /* A file the job creates holds exactly the buffered bytes: a gzip body
+     * is decoded from them instead of read back. (A raw one is read back:
+     * from a descriptor it is charged the read window, as when it streams.) */
+    int whole = !j->created, from_mem;
     util_pool_thread_init();
     if (!j->created) {
         j->fd = open(j->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -740,8 +744,10 @@ static void submit_job_run(submit_job *j) {
     }
     if (j->buf_len > 0) {
         rc = disk_write_all(j->fd, j->buf, j->buf_len);
-        free(j->buf);
-        j->buf = NULL;
+        if (!whole) {
+            free(j->buf);
+            j->buf = NULL;
+        }
         if (rc != 0) {
             snprintf(err, sizeof err, "%s", uv_strerror(rc));
             j->status = util_storage_status(rc);
@@ -750,18 +756,28 @@ static void submit_job_run(submit_job *j) {
             return;
         }
     }
-    if (lseek(j->fd, 0, SEEK_SET) < 0 || pread(j->fd, magic, 2, 0) < 0) {
-        j->status = 500;
-        j->reject = REJECT_STORAGE;
-        snprintf(j->reason, sizeof j->reason, "cannot read the upload: %s", strerror(errno));
-        return;
+    if (whole) {
+        if (j->buf_len >= 2)
+            memcpy(magic, j->buf, 2);
+    } else if (pread(j->fd, magic, 2, 0) < 0) {
+        goto fail_read;
     }
     /* A gzip upload is stored as it is: let the disk write it while we
      * decode. (A raw one is rewritten as gzip below.) */
     if (magic[0] == 0x1f && magic[1] == 0x8b)
         disk_start_write_out(j->fd);
-    rc = mergeopts_decode_fd(j->fd, &j->st->lim, 1, spares_take(j->st->spares), &j->profile,
-                             &perr);
+    from_mem = whole && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (from_mem) {
+        rc = mergeopts_decode_mem(j->buf, j->buf_len, &j->st->lim, 1, spares_take(j->st->spares),
+                                  &j->profile, &perr);
+        free(j->buf);
+        j->buf = NULL;
+    } else {
+        if (lseek(j->fd, 0, SEEK_SET) < 0)
+            goto fail_read;
+        rc = mergeopts_decode_fd(j->fd, &j->st->lim, 1, spares_take(j->st->spares),
+                                 &j->profile, &perr);
+    }
     if (rc != 0) {
         j->reject = REJECT_ENGINE_BASE - rc;
         j->status = (rc == PPROF_ETOOBIG || rc == PPROF_ELIMIT) ? 413
@@ -803,6 +819,11 @@ static void submit_job_run(submit_job *j) {
     }
     j->size = (uint64_t)st.st_size;
     j->status = 204;
+    return;
+fail_read:
+    j->status = 500;
+    j->reject = REJECT_STORAGE;
+    snprintf(j->reason, sizeof j->reason, "cannot read the upload: %s", strerror(errno));
     return;
 fail_storage:
     pprof_profile_free(j->profile);

@@ -139,6 +139,10 @@ int mergeopts_merge(const mergeopts *o, const mergeopts_input *in, uint64_t now_
 int mergeopts_decode_fd(int fd, const pprof_limits *lim, int cpu_only, pprof_profile *spare,
                         pprof_profile **p, pprof_error *perr);
 
+/* mergeopts_decode_fd of len bytes in memory. */
+int mergeopts_decode_mem(const void *data, size_t len, const pprof_limits *lim, int cpu_only,
+                         pprof_profile *spare, pprof_profile **p, pprof_error *perr);
+
 /*
  * mergeopts_decode_fd of dir/name (or of the path name when dir is NULL). A
  * file that cannot be opened is PPROF_EIO ("cannot open: ...").

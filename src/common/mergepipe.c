@@ -21,16 +21,26 @@
 #include <string.h>
 #include <unistd.h>
 
-int mergeopts_decode_fd(int fd, const pprof_limits *lim, int cpu_only, pprof_profile *spare,
-                        pprof_profile **p, pprof_error *perr)
+/* The CPU check after a decode that returned rc: *p is NULL on failure. */
+static int check_cpu(int rc, int cpu_only, pprof_profile **p, pprof_error *perr)
 {
-    int rc = pprof_decode_fd_reuse(fd, lim, spare, p, perr);
-
     if (rc == 0 && cpu_only && (rc = pprof_check_cpu(*p, perr)) != 0) {
         pprof_profile_free(*p);
         *p = NULL;
     }
     return rc;
+}
+
+int mergeopts_decode_fd(int fd, const pprof_limits *lim, int cpu_only, pprof_profile *spare,
+                        pprof_profile **p, pprof_error *perr)
+{
+    return check_cpu(pprof_decode_fd_reuse(fd, lim, spare, p, perr), cpu_only, p, perr);
+}
+
+int mergeopts_decode_mem(const void *data, size_t len, const pprof_limits *lim, int cpu_only,
+                         pprof_profile *spare, pprof_profile **p, pprof_error *perr)
+{
+    return check_cpu(pprof_decode_mem_reuse(data, len, lim, spare, p, perr), cpu_only, p, perr);
 }
 
 int mergeopts_decode_file(const char *dir, const char *name, const pprof_limits *lim,
