@@ -642,6 +642,32 @@ static inline bool push(dctx *c, pprof__vec *v, size_t size, const void *elem)
     return true;
 }
 
+/*
+ * push() of a Location, field by field: GCC makes a copy of 33 bytes or
+ * more (a Location is 40) a rep movs, whose start-up costs more than the
+ * copy itself (perf: 7% of decode's samples stood right after it).
+ */
+static inline bool push_location(dctx *c, const pprof__location *loc)
+{
+    pprof__vec *v = &c->p->locations;
+    pprof__location *d;
+    int rc;
+
+    if (v->n == v->cap && (rc = pprof__vec_grow(v, sizeof(*d), 1, &c->p->budget))) {
+        c->rc = rc;
+        return false;
+    }
+    d = (pprof__location *)v->p + v->n++;
+    d->id = loc->id;
+    d->mapping_id = loc->mapping_id;
+    d->address = loc->address;
+    d->mapping = loc->mapping;
+    d->line_off = loc->line_off;
+    d->nline = loc->nline;
+    d->is_folded = loc->is_folded;
+    return true;
+}
+
 static bool on_locid(pb_istream_t *s, const pb_field_t *f, void **arg)
 {
     dctx *c = *arg;
@@ -756,6 +782,19 @@ static int sample_fast(reader *r, pprof_profile *p, dctx *c, const uint8_t *buf,
         if (wt != PB_WT_STRING || !buf_varint(&q, end, &n) || n > (uint64_t)(end - q))
             goto fallback;
         const uint8_t *e = q + n;
+        if (vec->cap - vec->n >= n) {
+            /* Room for one id per byte, the most a run can hold: the run
+             * goes through locals, with no check or reload per id. */
+            uint64_t *dst = (uint64_t *)vec->p + vec->n;
+            size_t k = 0;
+            while (q < e) {
+                if (!buf_varint(&q, e, &v))
+                    goto fallback;
+                dst[k++] = v;
+            }
+            vec->n += k;
+            continue;
+        }
         while (q < e) {
             if (!buf_varint(&q, e, &v))
                 goto fallback;
@@ -844,7 +883,7 @@ static int location_fast(reader *r, pprof_profile *p, dctx *c, const uint8_t *bu
     loc.line_off = (uint32_t)line0;
     loc.nline = (uint32_t)(p->lines.n - line0);
     loc.mapping = PPROF__NONE;
-    if (!push(c, &p->locations, sizeof(loc), &loc))
+    if (!push_location(c, &loc))
         return table_full(r, c->rc, perftools_profiles_Profile_location_tag, off);
     return 0;
 
@@ -1008,7 +1047,7 @@ static int decode_message(reader *r, pprof_profile *p, int field,
         loc.address = m.address;
         loc.is_folded = m.is_folded;
         loc.mapping = PPROF__NONE;
-        if (!push(&c, &p->locations, sizeof(loc), &loc))
+        if (!push_location(&c, &loc))
             rc = table_full(r, c.rc, field, off);
         return rc;
     }
