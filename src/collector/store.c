@@ -811,13 +811,22 @@ static void submit_job_run(submit_job *j) {
         j->path = gz;
         j->fd = out;
     }
-    struct stat st;
-    if (fsync(j->fd) != 0 || fstat(j->fd, &st) != 0) {
+    if (fsync(j->fd) != 0) {
         rc = -errno;
         snprintf(err, sizeof err, "fsync: %s", strerror(errno));
         goto fail_storage;
     }
-    j->size = (uint64_t)st.st_size;
+    if (from_mem) {
+        j->size = j->buf_len; /* the job wrote exactly these bytes */
+    } else {
+        struct stat st;
+        if (fstat(j->fd, &st) != 0) {
+            rc = -errno;
+            snprintf(err, sizeof err, "fstat: %s", strerror(errno));
+            goto fail_storage;
+        }
+        j->size = (uint64_t)st.st_size;
+    }
     j->status = 204;
     return;
 fail_read:

@@ -98,8 +98,13 @@ static void on_open(uv_fs_t *req) {
 }
 
 static int set_path(upload *u, const char *dir, uint64_t id) {
+    /* Loop thread only; the collector never forks. One system call less
+     * per upload (glibc no longer caches the pid). */
+    static long pid;
     char path[4096];
-    int n = snprintf(path, sizeof path, "%s/" UPLOAD_TMP_PREFIX "%ld-%llu", dir, (long)getpid(),
+    if (pid == 0)
+        pid = (long)getpid();
+    int n = snprintf(path, sizeof path, "%s/" UPLOAD_TMP_PREFIX "%ld-%llu", dir, pid,
                      (unsigned long long)id);
     if (n < 0 || (size_t)n >= sizeof path)
         return UV_ENAMETOOLONG;
