@@ -129,6 +129,7 @@ struct store {
     pprof_encoder *_encoder; /* re-deflates only what changed since the last merge */
     disk_file *_files;
     size_t _nfiles, _cap;
+    uint64_t _nbytes; /* the sum of _files[].size, kept as they change */
     uint64_t _counter;
     int _needs_load;
     char _load_error[512]; /* why the last load failed; "" once one succeeds */
@@ -203,13 +204,19 @@ static void files_push(store *st, const char *name, uint64_t size) {
     snprintf(st->_files[st->_nfiles].name, DISK_NAME_MAX, "%s", name);
     st->_files[st->_nfiles].size = size;
     st->_nfiles++;
+    st->_nbytes += size;
 }
 
+static void files_clear(store *st) {
+    st->_nfiles = 0;
+    st->_nbytes = 0;
+}
+
+/* Every operation reports these: a sum kept as files come and go, not a
+ * pass over all of them (a long retention holds many). */
 static void stats(store *st, store_op *op) {
     op->nfiles = st->_nfiles;
-    op->nbytes = 0;
-    for (size_t i = 0; i < st->_nfiles; i++)
-        op->nbytes += st->_files[i].size;
+    op->nbytes = st->_nbytes;
 }
 
 /*
@@ -240,7 +247,8 @@ static void load_work(store *st, store_op *op) {
     st->_merger = pprof_merger_new();
     free(st->_files);
     st->_files = NULL;
-    st->_nfiles = st->_cap = 0;
+    st->_cap = 0;
+    files_clear(st);
     if (st->_merger == NULL) {
         snprintf(st->_load_error, sizeof st->_load_error, "out of memory creating the aggregate");
         op_log(op, 'E', "store: %s", st->_load_error);
@@ -450,7 +458,7 @@ static void merge_work(store *st, store_op *op) {
                 }
             }
             op_log(op, 'I', "store: combined %zu profile file(s) into %s", st->_nfiles, name);
-            st->_nfiles = 0;
+            files_clear(st);
             files_push(st, name, b->len);
             op->combined = 1;
         }

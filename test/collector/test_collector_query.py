@@ -197,6 +197,8 @@ def test_retention_removes_expired_profiles_at_start(make_collector, tmp_path):
     assert profile_stacks(body) == sum_stacks(fixture(n) for n in ("sort.pb.gz", "json.pb.gz"))
     assert "retention=30d" in c.log()
     assert c.metric("pgof_stored_profiles") == 2
+    assert c.metric("pgof_stored_bytes") == sum(
+        os.path.getsize(os.path.join(c.dir, n)) for n in c.stored())
 
 
 def test_retention_runs_on_a_schedule(make_collector):

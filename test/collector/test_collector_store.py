@@ -69,6 +69,9 @@ def test_combine_replaces_files(collector):
     assert profile_stacks(merged2) == want2
     assert collector.metric("pgof_combines_total") == 1
     assert collector.metric("pgof_stored_profiles") == 2
+    # The byte count follows the combine: the merged file and the new one.
+    assert collector.metric("pgof_stored_bytes") == sum(
+        os.path.getsize(os.path.join(collector.dir, n)) for n in collector.stored())
 
 
 def test_profiles_survive_restart(make_collector):
@@ -78,6 +81,8 @@ def test_profiles_survive_restart(make_collector):
     c.start()
     want = sum_stacks(fixture(n) for n in PROFILES[:4])
     assert profile_stacks(c.merge()[2]) == want
+    assert c.metric("pgof_stored_bytes") == sum(
+        os.path.getsize(os.path.join(c.dir, n)) for n in c.stored())
 
 
 def test_profiles_arriving_during_combine_are_kept(collector):
