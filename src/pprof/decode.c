@@ -782,9 +782,10 @@ static int sample_fast(reader *r, pprof_profile *p, dctx *c, const uint8_t *buf,
         if (wt != PB_WT_STRING || !buf_varint(&q, end, &n) || n > (uint64_t)(end - q))
             goto fallback;
         const uint8_t *e = q + n;
-        if (vec->cap - vec->n >= n) {
+        if (n > 0 && vec->cap - vec->n >= n) {
             /* Room for one id per byte, the most a run can hold: the run
-             * goes through locals, with no check or reload per id. */
+             * goes through locals, with no check or reload per id. (An
+             * empty run may meet a table not allocated yet.) */
             uint64_t *dst = (uint64_t *)vec->p + vec->n;
             size_t k = 0;
             while (q < e) {

@@ -22,7 +22,8 @@
  * on a refusal and the same merged bytes on success. A raw input is gzipped
  * first for that check, so valid gzip streams of every shape meet it too.
  * Any crash, leak, sanitizer report or broken round trip is a finding.
- * Seed corpus: test/fuzz/corpus/pprof (the real fixtures, raw and gzip).
+ * Seed corpus: test/fuzz/corpus/pprof (the real fixtures, raw and gzip, and
+ * the inputs of past findings: tiny-encode-twice.pb, empty-packed-run-first-*).
  */
 #include <stdint.h>
 #include <stdlib.h>

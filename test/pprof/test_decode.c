@@ -673,6 +673,38 @@ static void test_reuse_consumes_the_spare(void **state)
     free(buf);
 }
 
+/* A first sample whose packed location ids are an empty run: the sample
+ * fast path meets the ids table before anything allocated it (found by
+ * fuzz_pprof under UBSan: an offset applied to its NULL pointer). */
+static void test_empty_packed_run_first(void **state)
+{
+    size_t rawlen, i;
+    uint8_t *raw = read_fixture("profiles/sort-raw.pb", &rawlen);
+    uint64_t vals[2] = {1, 10000000};
+    pbw prof = {0}, sample = {0};
+    pprof_profile *p = NULL, *base = NULL;
+    pprof_error err = {0, ""};
+
+    (void)state;
+    pbw_packed(&sample, 1, NULL, 0);
+    pbw_packed(&sample, 2, vals, 2);
+    pbw_msg(&prof, 2, &sample);
+    pbw_raw(&prof, raw, rawlen);
+    if (pprof_decode_mem(prof.p, prof.n, NULL, &p, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(pprof_decode_mem(raw, rawlen, NULL, &base, &err), 0);
+    assert_int_equal(p->samples.n, base->samples.n + 1);
+    assert_int_equal(PPROF__SLICE(p->samples, pprof__sample, 0)->nloc, 0);
+    for (i = 1; i < p->samples.n; i++)
+        assert_int_equal(PPROF__SLICE(p->samples, pprof__sample, i)->nloc,
+                         PPROF__SLICE(base->samples, pprof__sample, i - 1)->nloc);
+    pprof_profile_free(p);
+    pprof_profile_free(base);
+    free(sample.p);
+    free(prof.p);
+    free(raw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -694,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_reuse_trims_what_is_kept),
         cmocka_unit_test(test_reuse_skips_table_growth),
         cmocka_unit_test(test_reuse_consumes_the_spare),
+        cmocka_unit_test(test_empty_packed_run_first),
     };
     test_timeout(240);
     return cmocka_run_group_tests(tests, NULL, NULL);
