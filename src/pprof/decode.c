@@ -353,6 +353,19 @@ static void libdeflate_warm(void)
     }
 }
 
+uint32_t pprof__oneshot_isize(const uint8_t *in, size_t len)
+{
+    uint32_t isize;
+
+    /* A header CRC (FHCRC) is left to zlib: libdeflate skips it, zlib and
+     * Go check it. */
+    if (len < 18 || len > ONESHOT_MAX || (in[3] & 0x02))
+        return 0;
+    isize = (uint32_t)in[len - 4] | (uint32_t)in[len - 3] << 8 | (uint32_t)in[len - 2] << 16 |
+            (uint32_t)in[len - 1] << 24;
+    return isize <= ONESHOT_MAX ? isize : 0;
+}
+
 /*
  * The one-shot path: a single gzip member whose trailer says it inflates to
  * at most ONESHOT_MAX bytes is inflated by libdeflate in one call into a
@@ -375,16 +388,11 @@ static bool oneshot(reader *r)
     struct libdeflate_decompressor *d;
     enum libdeflate_result res;
     uint8_t *out;
-    uint32_t isize;
+    uint32_t isize = pprof__oneshot_off ? 0 : pprof__oneshot_isize(in, len);
 
-    if (pprof__oneshot_off || len < 18 || len > ONESHOT_MAX || (in[3] & 0x02))
-        return false;
-    isize = (uint32_t)in[len - 4] | (uint32_t)in[len - 3] << 8 | (uint32_t)in[len - 2] << 16 |
-            (uint32_t)in[len - 1] << 24;
     /* The whole buffer is not charged (the budget follows the streaming
      * path), but a limit too small to hold it sends the input there. */
-    if (isize == 0 || isize > ONESHOT_MAX || isize > r->max_inflated ||
-        !pprof__budget_fits(r->budget, isize))
+    if (isize == 0 || isize > r->max_inflated || !pprof__budget_fits(r->budget, isize))
         return false;
     pthread_once(&libdeflate_once, libdeflate_warm);
     if (!(out = pprof__malloc(isize)))
@@ -629,17 +637,26 @@ typedef struct dctx {
     int rc; /* why a callback failed: PPROF_ENOMEM or PPROF_ELIMIT */
 } dctx;
 
-static inline bool push(dctx *c, pprof__vec *v, size_t size, const void *elem)
+/* Appends one element of size bytes to v and returns it to be filled, or
+ * NULL with c->rc set when the table cannot grow. */
+static inline void *push_slot(dctx *c, pprof__vec *v, size_t size)
 {
     int rc;
 
     if (v->n == v->cap && (rc = pprof__vec_grow(v, size, 1, &c->p->budget))) {
         c->rc = rc;
-        return false;
+        return NULL;
     }
-    memcpy((char *)v->p + v->n * size, elem, size);
-    v->n++;
-    return true;
+    return (char *)v->p + v->n++ * size;
+}
+
+static inline bool push(dctx *c, pprof__vec *v, size_t size, const void *elem)
+{
+    void *d = push_slot(c, v, size);
+
+    if (d)
+        memcpy(d, elem, size);
+    return d != NULL;
 }
 
 /*
@@ -649,15 +666,10 @@ static inline bool push(dctx *c, pprof__vec *v, size_t size, const void *elem)
  */
 static inline bool push_location(dctx *c, const pprof__location *loc)
 {
-    pprof__vec *v = &c->p->locations;
-    pprof__location *d;
-    int rc;
+    pprof__location *d = push_slot(c, &c->p->locations, sizeof(*d));
 
-    if (v->n == v->cap && (rc = pprof__vec_grow(v, sizeof(*d), 1, &c->p->budget))) {
-        c->rc = rc;
+    if (!d)
         return false;
-    }
-    d = (pprof__location *)v->p + v->n++;
     d->id = loc->id;
     d->mapping_id = loc->mapping_id;
     d->address = loc->address;
@@ -737,14 +749,11 @@ static int table_full(reader *r, int rc, int field, uint64_t off);
 
 static inline bool push_u64(dctx *c, pprof__vec *v, uint64_t x)
 {
-    int rc;
+    uint64_t *d = push_slot(c, v, sizeof x);
 
-    if (v->n == v->cap && (rc = pprof__vec_grow(v, sizeof x, 1, &c->p->budget))) {
-        c->rc = rc;
-        return false;
-    }
-    ((uint64_t *)v->p)[v->n++] = x;
-    return true;
+    if (d)
+        *d = x;
+    return d != NULL;
 }
 
 /*

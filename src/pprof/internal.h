@@ -67,6 +67,10 @@ void pprof__zfree(void *opaque, void *p);
 extern bool pprof__oneshot_off;
 /* How many inputs the one-shot path decoded (atomic; for tests). */
 extern unsigned long pprof__oneshot_used;
+/* The size a whole gzip input of len bytes says it inflates to, when the
+ * one-shot path may take it (at most 4 MiB in and out, no header CRC);
+ * else 0. decode.c's rule, shared with pprof-dump's inflate floor. */
+uint32_t pprof__oneshot_isize(const uint8_t *in, size_t len);
 
 /* Bytes charged so far against a limit (limit 0 = unlimited). */
 typedef struct pprof__budget {

@@ -287,10 +287,9 @@ static size_t inflate_whole(int fd, struct libdeflate_decompressor *d)
 
     while (len < sizeof(in) && (n = read(fd, in + len, sizeof(in) - len)) > 0)
         len += (size_t)n;
-    if (lseek(fd, 0, SEEK_SET) != 0 || len < 18 || len > (4u << 20) || (in[3] & 0x02))
+    if (lseek(fd, 0, SEEK_SET) != 0)
         return 0;
-    isize = (uint32_t)in[len - 4] | (uint32_t)in[len - 3] << 8 | (uint32_t)in[len - 2] << 16 |
-            (uint32_t)in[len - 1] << 24;
+    isize = pprof__oneshot_isize(in, len);
     if (isize == 0 || isize > sizeof(out) ||
         libdeflate_gzip_decompress_ex(d, in, len, out, isize, &in_used, &out_used) !=
             LIBDEFLATE_SUCCESS ||
