@@ -736,7 +736,7 @@ static void submit_job_run(submit_job *j) {
     /* A file the job creates holds exactly the buffered bytes: a gzip body
      * is decoded from them instead of read back. (A raw one is read back:
      * from a descriptor it is charged the read window, as when it streams.) */
-    int whole = !j->created, from_mem;
+    int whole = !j->created, gzip, from_mem;
     util_pool_thread_init();
     if (!j->created) {
         j->fd = open(j->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -752,10 +752,6 @@ static void submit_job_run(submit_job *j) {
     }
     if (j->buf_len > 0) {
         rc = disk_write_all(j->fd, j->buf, j->buf_len);
-        if (!whole) {
-            free(j->buf);
-            j->buf = NULL;
-        }
         if (rc != 0) {
             snprintf(err, sizeof err, "%s", uv_strerror(rc));
             j->status = util_storage_status(rc);
@@ -772,20 +768,21 @@ static void submit_job_run(submit_job *j) {
     }
     /* A gzip upload is stored as it is: let the disk write it while we
      * decode. (A raw one is rewritten as gzip below.) */
-    if (magic[0] == 0x1f && magic[1] == 0x8b)
+    gzip = magic[0] == 0x1f && magic[1] == 0x8b;
+    if (gzip)
         disk_start_write_out(j->fd);
-    from_mem = whole && magic[0] == 0x1f && magic[1] == 0x8b;
+    from_mem = whole && gzip;
     if (from_mem) {
         rc = mergeopts_decode_mem(j->buf, j->buf_len, &j->st->lim, 1, spares_take(j->st->spares),
                                   &j->profile, &perr);
-        free(j->buf);
-        j->buf = NULL;
+    } else if (lseek(j->fd, 0, SEEK_SET) < 0) {
+        goto fail_read;
     } else {
-        if (lseek(j->fd, 0, SEEK_SET) < 0)
-            goto fail_read;
         rc = mergeopts_decode_fd(j->fd, &j->st->lim, 1, spares_take(j->st->spares),
                                  &j->profile, &perr);
     }
+    free(j->buf); /* written, and decoded if from_mem; returns above leave it to submit_after */
+    j->buf = NULL;
     if (rc != 0) {
         j->reject = REJECT_ENGINE_BASE - rc;
         j->status = (rc == PPROF_ETOOBIG || rc == PPROF_ELIMIT) ? 413
@@ -795,7 +792,7 @@ static void submit_job_run(submit_job *j) {
         snprintf(j->reason, sizeof j->reason, "%s", perr.msg);
         return;
     }
-    if (magic[0] != 0x1f || magic[1] != 0x8b) {
+    if (!gzip) {
         /* Raw protobuf: stored files are gzip, as the Go collector's. */
         size_t pl = strlen(j->path);
         char *gz = xmalloc(pl + 4);
