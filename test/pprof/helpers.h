@@ -484,4 +484,75 @@ static void test_timeout(unsigned seconds)
     alarm(seconds);
 }
 
+/* ---- comparing decodes ------------------------------------------------------ */
+
+#define assert_same_table(a, b, field, type)                                   \
+    do {                                                                       \
+        assert_int_equal((a)->field.n, (b)->field.n);                          \
+        if ((a)->field.n)                                                      \
+            assert_memory_equal((a)->field.p, (b)->field.p,                    \
+                                (a)->field.n * sizeof(type));                  \
+    } while (0)
+
+/* Every table and scalar of two decodes of the same input. Tables of
+ * structs with padding are compared field by field: padding bytes are
+ * whatever the memory held. */
+static void assert_same_tables(const pprof_profile *a, const pprof_profile *b)
+{
+    size_t i;
+
+    assert_int_equal(a->mappings.n, b->mappings.n);
+    for (i = 0; i < a->mappings.n; i++) {
+        const pprof__mapping *x = PPROF__SLICE(a->mappings, pprof__mapping, i);
+        const pprof__mapping *y = PPROF__SLICE(b->mappings, pprof__mapping, i);
+        assert_true(x->id == y->id && x->start == y->start && x->limit == y->limit &&
+                    x->offset == y->offset && x->filename == y->filename &&
+                    x->build_id == y->build_id && x->flags == y->flags);
+    }
+    assert_int_equal(a->locations.n, b->locations.n);
+    for (i = 0; i < a->locations.n; i++) {
+        const pprof__location *x = PPROF__SLICE(a->locations, pprof__location, i);
+        const pprof__location *y = PPROF__SLICE(b->locations, pprof__location, i);
+        assert_true(x->id == y->id && x->mapping_id == y->mapping_id &&
+                    x->address == y->address && x->mapping == y->mapping &&
+                    x->line_off == y->line_off && x->nline == y->nline &&
+                    x->is_folded == y->is_folded);
+    }
+    assert_int_equal(a->lines.n, b->lines.n);
+    for (i = 0; i < a->lines.n; i++) {
+        const pprof__line *x = PPROF__SLICE(a->lines, pprof__line, i);
+        const pprof__line *y = PPROF__SLICE(b->lines, pprof__line, i);
+        assert_true(x->function_id == y->function_id && x->line == y->line &&
+                    x->function == y->function);
+    }
+    assert_same_table(a, b, sample_types, pprof__valuetype);
+    assert_same_table(a, b, samples, pprof__sample);
+    assert_same_table(a, b, functions, pprof__function);
+    assert_same_table(a, b, strings, pprof__strref);
+    assert_same_table(a, b, comments, int64_t);
+    assert_same_table(a, b, locids, uint64_t);
+    assert_same_table(a, b, values, int64_t);
+    assert_same_table(a, b, labels, pprof__label);
+    assert_same_table(a, b, strbytes, char);
+    assert_int_equal(a->time_nanos, b->time_nanos);
+    assert_int_equal(a->duration_nanos, b->duration_nanos);
+    assert_int_equal(a->period, b->period);
+    assert_int_equal(a->drop_frames, b->drop_frames);
+    assert_int_equal(a->keep_frames, b->keep_frames);
+    assert_int_equal(a->default_sample_type, b->default_sample_type);
+    assert_int_equal(a->has_period_type, b->has_period_type);
+    assert_int_equal(a->period_type.type, b->period_type.type);
+    assert_int_equal(a->period_type.unit, b->period_type.unit);
+    assert_int_equal(a->resolved, b->resolved);
+    assert_int_equal(a->inflated, b->inflated);
+}
+
+/* assert_same_tables, and the same charge: the charge follows the input,
+ * never the memory reused nor the inflater. */
+static void assert_same_profile(const pprof_profile *a, const pprof_profile *b)
+{
+    assert_same_tables(a, b);
+    assert_int_equal(a->budget.used, b->budget.used);
+}
+
 #endif /* PPROF_TEST_HELPERS_H */

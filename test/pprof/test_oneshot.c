@@ -321,27 +321,6 @@ static int decode_mem_path(const uint8_t *buf, size_t len, const pprof_limits *l
     return rc;
 }
 
-static void assert_same_tables(const pprof_profile *a, const pprof_profile *b)
-{
-    assert_int_equal(a->inflated, b->inflated);
-    assert_int_equal(a->samples.n, b->samples.n);
-    assert_int_equal(a->locations.n, b->locations.n);
-    assert_int_equal(a->functions.n, b->functions.n);
-    assert_int_equal(a->strbytes.n, b->strbytes.n);
-    assert_memory_equal(a->strbytes.p, b->strbytes.p, a->strbytes.n);
-    assert_int_equal(a->values.n, b->values.n);
-    assert_memory_equal(a->values.p, b->values.p, a->values.n * sizeof(int64_t));
-    assert_int_equal(a->locids.n, b->locids.n);
-    assert_memory_equal(a->locids.p, b->locids.p, a->locids.n * sizeof(uint64_t));
-}
-
-/* Same tables, charged alike: the one-shot window as the streaming one grew. */
-static void assert_same_decode(const pprof_profile *a, const pprof_profile *b)
-{
-    assert_same_tables(a, b);
-    assert_int_equal(a->budget.used, b->budget.used);
-}
-
 /* Every gzip fixture takes the one-shot path, from memory and from a file,
  * and gives the streaming path's tables and charge. */
 static void test_oneshot_matches_streaming(void **state)
@@ -364,7 +343,7 @@ static void test_oneshot_matches_streaming(void **state)
         assert_int_equal(pprof_decode_fd(fd, NULL, &file, &err), 0);
         close(fd);
         assert_int_equal(pprof__oneshot_used, used + 2 * gz);
-        assert_same_decode(fast, slow);
+        assert_same_profile(fast, slow);
         assert_same_tables(file, slow);
         pprof_profile_free(fast);
         pprof_profile_free(slow);
@@ -428,7 +407,7 @@ static void test_oneshot_limits_match_streaming(void **state)
             if (ra)
                 assert_string_equal(ea.msg, eb.msg);
             else
-                assert_same_decode(a, b);
+                assert_same_profile(a, b);
             pprof_profile_free(a);
             pprof_profile_free(b);
             a = b = NULL;
@@ -451,7 +430,7 @@ static void assert_paths_agree(const uint8_t *buf, size_t len, int want)
     assert_int_equal(decode_mem_path(buf, len, NULL, false, &b, &eb), want);
     assert_string_equal(ea.msg, eb.msg);
     if (want == 0)
-        assert_same_decode(a, b);
+        assert_same_profile(a, b);
     pprof_profile_free(a);
     pprof_profile_free(b);
 }
